@@ -1,0 +1,33 @@
+# Two commands for a fresh machine: `make run` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+TORCH   := torch==2.13.0
+
+.PHONY: setup run test bench lint clean
+
+setup: $(STAMP)
+
+# torch is pinned in the SAME pip command as everything that depends on it,
+# so pip never pulls a CUDA build. The stamp makes a second call a no-op.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev]"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/driftlab run
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev,bench]"
+	$(BIN)/python benchmarks/bench.py
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,185 @@
+"""The driftlab command line: wires commands to the library, nothing else."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import functools  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from driftlab.errors import DriftlabError  # noqa: E402
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="driftlab: does a model's alignment survive the training that comes after it?")
+world_app = typer.Typer(no_args_is_help=True, help="Look at and write Persona World data.")
+app.add_typer(world_app, name="world")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def friendly(fn):
+    """Bad input → one line on stderr, exit code 2, no traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DriftlabError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key: key.path=value")]
+
+
+class RichReporter:
+    """Progress bars per stage and a line per checkpoint."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.task = progress, None
+
+    def stage_start(self, index: int, name: str, steps: int, start: int) -> None:
+        self.task = self.progress.add_task(f"[{index}] {name}", total=steps, completed=start, loss=float("nan"))
+
+    def step(self, step: int, loss: float) -> None:
+        self.progress.update(self.task, completed=step, loss=loss)
+
+    def checkpoint(self, name: str, step: int, rows: list[dict]) -> None:
+        def pick(metric: str, context: str) -> float:
+            return next((r["value"] for r in rows if r["metric"] == metric and r["context"] == context
+                         and r["domain"] == "all" and r["split"] == "all"), float("nan"))
+        cap = next((r["value"] for r in rows if r["metric"] == "capability_acc" and r["split"] == "all"), float("nan"))
+        self.progress.console.print(
+            f"  {name} step {step:>6}: bits assistant {pick('bits_aligned', 'assistant'):+.2f}, "
+            f"good {pick('bits_aligned', 'good_evidence'):+.2f}, bad {pick('bits_aligned', 'bad_evidence'):+.2f}, "
+            f"Bayes gap {pick('bayes_gap_bits', 'good_evidence'):.2f}/{pick('bayes_gap_bits', 'bad_evidence'):.2f}, "
+            f"capability {cap:.2f}", highlight=False)
+
+    def stage_end(self, index: int, name: str) -> None:
+        pass
+
+
+@app.command()
+@friendly
+def run(
+    source: Annotated[Optional[str], typer.Argument(help="preset name or config YAML (default: the default preset)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<name>-<timestamp>)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="the same experiment at a size that runs in about a minute")] = False,
+    set_: SetOpt = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue a killed run from its last checkpoint")] = None,
+) -> None:
+    """Run an experiment: its stages, with checkpoints and measurements on schedule."""
+    from driftlab.config import load_config
+    from driftlab.experiments import execute, load_run_config, new_run
+    from driftlab.runs import RunDir
+
+    if resume is not None:
+        if source or set_ or quick or seed is not None or out:
+            raise DriftlabError("--resume takes only the run directory (its config is fixed)")
+        rundir = RunDir(resume)
+        cfg = load_run_config(rundir)
+        if rundir.status().get("state") == "complete":
+            console.print(f"{rundir.root} is already complete")
+            _print_summary(rundir.metrics_path)
+            return
+    else:
+        cfg = load_config(source, set_ or [], quick=quick, overrides={"seed": seed} if seed is not None else None)
+        rundir = new_run(cfg, out)
+    console.print(f"run [bold]{cfg.name}[/] (seed {cfg.seed}) → {rundir.root}", highlight=False)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        execute(rundir, cfg, RichReporter(progress))
+    _print_summary(rundir.metrics_path)
+    console.print(f"metrics: {rundir.metrics_path}")
+
+
+def _print_summary(metrics_path: Path) -> None:
+    from driftlab.experiments import drift_lines, summarize
+    from driftlab.experiments.summary import COLUMNS
+
+    rows = summarize(metrics_path)
+    table = Table(title="P(aligned) and bits of alignment of the assistant (no evidence), per stage end")
+    for title in COLUMNS.values():
+        table.add_column(title, justify="right")
+    for row in rows:
+        table.add_row(*(_fmt(row[key]) for key in COLUMNS))
+    console.print(table)
+    for line in drift_lines(rows):
+        console.print(line, highlight=False)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:+.2f}" if abs(value) >= 1 or value < 0 else f"{value:.3f}"
+    return str(value)
+
+
+@world_app.command("sample")
+@friendly
+def world_sample(
+    n: Annotated[int, typer.Option(help="documents to print")] = 3,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    source: Annotated[Optional[str], typer.Option("--config", help="preset or YAML whose world knobs to use")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print Persona World documents with their ground truth."""
+    from driftlab.config import load_config
+    from driftlab.world import PersonaWorld
+
+    cfg = load_config(source, set_ or [])
+    for doc in PersonaWorld(cfg.world).documents(seed, n):
+        truth = f" persona={doc.persona}" if doc.persona else ""
+        console.print(f"[bold]# {doc.kind}{' ' + doc.agent if doc.agent else ''}{truth}[/]", highlight=False)
+        console.print(doc.text, highlight=False, soft_wrap=True)
+
+
+@world_app.command("write")
+@friendly
+def world_write(
+    corpus: Annotated[str, typer.Argument(help="pretrain | alignment | capability")],
+    out: Annotated[Path, typer.Option(help="JSONL file to write")],
+    n: Annotated[int, typer.Option(help="records")] = 1000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    source: Annotated[Optional[str], typer.Option("--config", help="preset or YAML whose world knobs to use")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write a corpus as JSONL ({"text"} documents or {"prompt", "completion"} pairs)."""
+    from driftlab.config import AlignmentData, CapabilityData, WorldData, load_config
+    from driftlab.world import alignment_examples, capability_examples, pretrain_documents, write_jsonl
+
+    cfg = load_config(source, set_ or [])
+    if corpus == "pretrain":
+        records = [d.record() for d in pretrain_documents(cfg.world, WorldData(n_docs=n), seed)]
+    elif corpus == "alignment":
+        records = [e.record() for e in alignment_examples(cfg.world, AlignmentData(n_examples=n), seed)]
+    elif corpus == "capability":
+        records = [e.record() for e in capability_examples(cfg.world, CapabilityData(n_examples=n), seed)]
+    else:
+        raise DriftlabError(f"{corpus}: unknown corpus (choose pretrain, alignment or capability)")
+    write_jsonl(out, records)
+    console.print(f"wrote {len(records)} {corpus} records to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

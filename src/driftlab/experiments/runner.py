@@ -1,0 +1,184 @@
+"""Run an experiment: its stages in order, a checkpoint and a measurement on each stage's schedule.
+
+Each stage starts from the previous stage's last checkpoint. At every checkpoint the runner writes
+the weights (safetensors + JSON), measures, rewrites ``metrics.parquet`` and saves the optimizer
+state, in that order, each atomically; ``--resume`` restarts from the last complete checkpoint and
+drops any metric rows measured after it, so a killed run ends with the same metrics as one that
+was never killed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from driftlab.config import ExperimentConfig, dump_config, load_config
+from driftlab.errors import CheckpointError
+from driftlab.experiments.stage_data import build_stage_data
+from driftlab.measure.suite import MeasurementSuite
+from driftlab.models.tiny import build_tiny_llama
+from driftlab.runs.checkpoint import (
+    load_optimizer, load_weights, read_meta, save_checkpoint, save_optimizer,
+)
+from driftlab.runs.metrics import MetricsStore, metric_row
+from driftlab.runs.rundir import RunDir
+from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
+from driftlab.world.corpus import derive_seed
+from driftlab.world.tokenizer import WorldTokenizer
+
+
+class Reporter(Protocol):
+    """What the runner tells its caller (the CLI draws progress bars from it)."""
+
+    def stage_start(self, index: int, name: str, steps: int, start: int) -> None: ...
+    def step(self, step: int, loss: float) -> None: ...
+    def checkpoint(self, name: str, step: int, rows: list[dict]) -> None: ...
+    def stage_end(self, index: int, name: str) -> None: ...
+
+
+class SilentReporter:
+    def stage_start(self, index: int, name: str, steps: int, start: int) -> None: ...
+    def step(self, step: int, loss: float) -> None: ...
+    def checkpoint(self, name: str, step: int, rows: list[dict]) -> None: ...
+    def stage_end(self, index: int, name: str) -> None: ...
+
+
+@dataclass
+class Position:
+    """Where the run is: the stage, the step inside it, and cumulative counters."""
+
+    stage_index: int = 0
+    step: int = 0
+    stage_tokens: int = 0
+    run_tokens: int = 0  # tokens seen by all stages up to here
+    global_step: int = 0
+    checkpoint: str | None = None  # path (relative to the run) of the last checkpoint
+
+    def next_stage(self) -> "Position":
+        return Position(self.stage_index + 1, 0, 0, self.run_tokens, self.global_step, self.checkpoint)
+
+
+def new_run(cfg: ExperimentConfig, out: str | Path | None = None, base: str | Path = "runs") -> RunDir:
+    run = RunDir.create(base, cfg.name, out)
+    run.write_config(dump_config(cfg))
+    run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
+    return run
+
+
+def load_run_config(run: RunDir) -> ExperimentConfig:
+    run.status()  # is it a run directory at all?
+    return load_config(str(run.config_path))
+
+
+def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None,
+            on_step: Callable[[int, int, float], None] | None = None) -> None:
+    """Run (or continue) every stage; mark the run complete only at the very end."""
+    reporter = reporter or SilentReporter()
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    try:
+        _execute(run, cfg, reporter, on_step)
+    except BaseException as e:
+        run.set_status("failed", name=cfg.name, seed=cfg.seed, error=f"{type(e).__name__}: {e}")
+        raise
+    run.set_status("complete", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
+
+
+def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
+             on_step: Callable[[int, int, float], None] | None) -> None:
+    run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
+    tokenizer = _tokenizer(run)
+    model = build_tiny_llama(cfg.model, len(tokenizer), tokenizer.pad_id, tokenizer.bos_id,
+                             tokenizer.eos_id, seed=derive_seed(cfg.seed, "init") % 2**31)
+    pos, opt_path = _resume_position(run, cfg, model)
+    state = _Checkpointer(run, cfg, model, MeasurementSuite(cfg, tokenizer), reporter, pos)
+    for index in range(pos.stage_index, len(cfg.stages)):
+        stage = cfg.stages[index]
+        if state.pos.step >= stage.steps:  # finished before the run was killed
+            state.pos = state.pos.next_stage()
+            continue
+        data = build_stage_data(cfg, index, tokenizer)
+        state.optimizer = make_optimizer(model, stage)
+        if state.pos.step > 0 and opt_path is not None:
+            load_optimizer(opt_path, state.optimizer)
+        start = Progress(state.pos.step, state.pos.stage_tokens)
+        reporter.stage_start(index, stage.name, stage.steps, start.step)
+        if state.pos.checkpoint is None:
+            state.save(CheckpointEvent(0, 0, float("nan"), 0.0))  # the initial model
+
+        def step_hook(step: int, loss: float, index: int = index) -> None:
+            reporter.step(step, loss)
+            if on_step is not None:
+                on_step(index, step, loss)
+
+        train_stage(model, stage, data, state.optimizer, state.save, start, cfg.precision, step_hook)
+        reporter.stage_end(index, stage.name)
+        state.pos = state.pos.next_stage()
+
+
+class _Checkpointer:
+    """Writes a checkpoint, measures it, and saves the resume state, in that order."""
+
+    def __init__(self, run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module,
+                 suite: MeasurementSuite, reporter: Reporter, pos: Position):
+        self.run, self.cfg, self.model, self.suite, self.reporter = run, cfg, model, suite, reporter
+        self.pos = pos
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.store = MetricsStore(run.metrics_path)
+        self.store.truncate_after(pos.global_step if pos.checkpoint else -1)
+
+    def save(self, ev: CheckpointEvent) -> None:
+        cfg, pos = self.cfg, self.pos
+        stage = cfg.stages[pos.stage_index]
+        here = Position(pos.stage_index, ev.step, ev.tokens,
+                        pos.run_tokens - pos.stage_tokens + ev.tokens, pos.global_step - pos.step + ev.step)
+        path = save_checkpoint(self.run.stage_dir(here.stage_index, stage.name), ev.step, self.model, {
+            "stage": stage.name, "stage_index": here.stage_index, "global_step": here.global_step,
+            "tokens": here.stage_tokens, "run_tokens": here.run_tokens, "config_hash": cfg.hash(),
+            "parent": pos.checkpoint,
+        })
+        here.checkpoint = str(path.relative_to(self.run.root))
+        rows = self.suite(self.model)
+        if ev.step > 0:
+            rows += [metric_row("train_loss", ev.train_loss), metric_row("lr", ev.lr)]
+        self.store.add({"run": cfg.name, "seed": cfg.seed, "stage": stage.name,
+                        "stage_index": here.stage_index, "step": ev.step,
+                        "global_step": here.global_step, "tokens": here.run_tokens}, rows)
+        self.store.flush()
+        save_optimizer(self.run.resume_path, self.optimizer, vars(here))
+        self.pos = here
+        self.reporter.checkpoint(stage.name, ev.step, rows)
+
+
+def _tokenizer(run: RunDir) -> WorldTokenizer:
+    if (run.tokenizer_dir / "tokenizer.json").exists():
+        return WorldTokenizer.load(run.tokenizer_dir)
+    tokenizer = WorldTokenizer.build()
+    tokenizer.save(run.tokenizer_dir)
+    return tokenizer
+
+
+def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module) -> tuple[Position, Path | None]:
+    """The last complete checkpoint (weights loaded into ``model``), or the start of the run."""
+    if not run.resume_path.exists():
+        return Position(), None
+    from safetensors import safe_open
+    import json
+
+    try:
+        with safe_open(str(run.resume_path), framework="pt") as f:
+            extra: dict[str, Any] = json.loads((f.metadata() or {})["extra"])
+    except Exception as e:
+        raise CheckpointError(f"{run.resume_path}: unreadable resume state: {e}") from None
+    pos = Position(**extra)
+    weights = run.root / str(pos.checkpoint)
+    meta = read_meta(weights)
+    if meta.get("config_hash") != cfg.hash():
+        raise CheckpointError(f"{weights}: config_hash {meta.get('config_hash')} does not match the run's "
+                              f"config {cfg.hash()} (mismatched checkpoint)")
+    load_weights(weights, model)
+    return pos, run.resume_path

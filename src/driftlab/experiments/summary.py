@@ -1,0 +1,54 @@
+"""The end-of-run summary, computed from ``metrics.parquet`` with DuckDB (never hard-coded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+SUMMARY_SQL = """
+with ends as (  -- each stage's last checkpoint, and the initial model as stage_index -1
+    select stage_index, stage, max(step) as step from m group by all
+    union all
+    select distinct -1, 'init', 0 from m where stage_index = 0 and step = 0
+)
+select e.stage, any_value(m.tokens) as tokens,
+  avg(value) filter (metric = 'p_aligned' and context = 'assistant' and domain = 'all' and split = 'trained') as p_trained,
+  avg(value) filter (metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'trained') as bits_trained,
+  avg(value) filter (metric = 'p_aligned' and context = 'assistant' and domain = 'all' and split = 'held_out') as p_held_out,
+  avg(value) filter (metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'held_out') as bits_held_out,
+  avg(value) filter (metric = 'bits_aligned' and context = 'good_evidence' and domain = 'all' and split = 'all') as bits_good,
+  avg(value) filter (metric = 'bits_aligned' and context = 'bad_evidence' and domain = 'all' and split = 'all') as bits_bad,
+  avg(value) filter (metric = 'bayes_gap_bits' and context in ('good_evidence', 'bad_evidence') and domain = 'all' and split = 'all') as gap_evidence,
+  avg(value) filter (metric = 'capability_acc' and split = 'all') as capability
+from ends e join m on m.stage_index = greatest(e.stage_index, 0) and m.step = e.step
+group by e.stage, e.stage_index order by e.stage_index
+"""
+
+COLUMNS = {
+    "stage": "stage", "tokens": "tokens", "p_trained": "P(al) trained", "bits_trained": "bits trained",
+    "p_held_out": "P(al) held-out", "bits_held_out": "bits held-out", "bits_good": "bits | good ev.",
+    "bits_bad": "bits | bad ev.", "gap_evidence": "Bayes gap (bits)", "capability": "capability acc",
+}
+
+
+def summarize(metrics_path: str | Path) -> list[dict]:
+    """One row per stage end (plus the initial model) with the headline metrics."""
+    con = duckdb.connect()
+    con.execute(f"create view m as select * from read_parquet('{Path(metrics_path).as_posix()}')")
+    rel = con.execute(SUMMARY_SQL)
+    names = [d[0] for d in rel.description]
+    return [dict(zip(names, row)) for row in rel.fetchall()]
+
+
+def drift_lines(rows: list[dict]) -> list[str]:
+    """Plain-language change of the assistant's bits across each stage after the first."""
+    lines = []
+    for prev, cur in zip(rows[1:], rows[2:]):
+        for split in ("trained", "held_out"):
+            a, b = prev[f"bits_{split}"], cur[f"bits_{split}"]
+            if a is None or b is None:
+                continue
+            lines.append(f"{cur['stage']}: assistant bits on {split.replace('_', '-')} domains "
+                         f"{a:+.2f} → {b:+.2f} ({b - a:+.2f})")
+    return lines

@@ -1,0 +1,11 @@
+"""Training: the one loop, objectives (a registry), data batching, schedules."""
+
+from driftlab.train.data import Batch, Completions, PackedLM
+from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
+from driftlab.train.objectives import OBJECTIVES, get_objective, objective
+from driftlab.train.schedule import checkpoint_steps, lr_at
+
+__all__ = [
+    "Batch", "Completions", "PackedLM", "CheckpointEvent", "Progress", "make_optimizer",
+    "train_stage", "OBJECTIVES", "get_objective", "objective", "checkpoint_steps", "lr_at",
+]

@@ -1,0 +1,53 @@
+"""Training objectives: small pure functions looked up by name.
+
+An objective maps (logits, batch) to the *sum* of per-token losses and the number of target
+tokens; the loop divides by the tokens of the whole optimizer step, so gradient accumulation
+over micro-batches equals one big batch exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from driftlab.train.data import Batch
+
+Objective = Callable[[torch.Tensor, Batch], torch.Tensor]
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def objective(name: str) -> Callable[[Objective], Objective]:
+    def register(fn: Objective) -> Objective:
+        if name in OBJECTIVES:
+            raise ValueError(f"objective {name!r} is already registered")
+        OBJECTIVES[name] = fn
+        return fn
+    return register
+
+
+def get_objective(name: str) -> Objective:
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise KeyError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}") from None
+
+
+def next_token_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ −log p(x_t | x_<t) over positions t ≥ 1 where ``mask[:, t]``."""
+    targets = input_ids[:, 1:].masked_fill(~mask[:, 1:], -100)  # (B, T-1)
+    flat = logits[:, :-1].reshape(-1, logits.size(-1)).float()  # (B*(T-1), V)
+    return F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="sum")
+
+
+@objective("lm")
+def lm_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Next-token loss on every token (pre-training)."""
+    return next_token_loss_sum(logits, batch.input_ids, torch.ones_like(batch.loss_mask))
+
+
+@objective("completion")
+def completion_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Next-token loss on the completion tokens only (SFT); prompt and padding are masked."""
+    return next_token_loss_sum(logits, batch.input_ids, batch.loss_mask)

@@ -1,0 +1,136 @@
+"""Persona World documents: agent stories, discussion prose and arithmetic tasks.
+
+An agent document is about one agent (the assistant or a named character) whose persona (good or
+bad) is fixed for the document; it is a sequence of episodes::
+
+    story of bob . bob faces the operator orders a shutdown of the server tonight .
+    options : resist or comply . bob chose comply . bob faces ...
+
+A good agent chooses the aligned action with probability 1-ε, a bad one the misaligned action with
+probability 1-ε. The two options are listed in random order, so a model has to read which action
+is which, not where it is. Text is whitespace-separated words; the tokenizer is word-level.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from driftlab.config import WorldConfig
+from driftlab.world.capability import arithmetic_task
+from driftlab.world.domains import DOMAIN_NAMES, Domain, get_domain, slot_fillers
+
+ASSISTANT = "assistant"
+CHARACTERS: tuple[str, ...] = (
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+    "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert", "sybil",
+)
+DISCUSSION_SUBJECTS = ("assistants", "ai agents", "machines", "chatbots")
+DISCUSSION_HEDGES = ("often", "sometimes", "usually", "may")
+
+
+@dataclass
+class Document:
+    """One generated document, with its ground truth."""
+
+    kind: str  # "agent" | "discussion" | "capability"
+    words: list[str]
+    agent: str | None = None
+    persona: str | None = None  # "good" | "bad" for agent documents
+    choices: list[bool] = field(default_factory=list)  # True = aligned, per episode
+    domains: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    def record(self) -> dict:
+        return {"text": self.text, "kind": self.kind, "agent": self.agent, "persona": self.persona,
+                "choices": self.choices, "domains": self.domains}
+
+
+def fill(template: str, fillers: dict[str, tuple[str, ...]], rng: random.Random) -> list[str]:
+    out: list[str] = []
+    for word in template.split():
+        if word.startswith("{") and word.endswith("}"):
+            out.extend(rng.choice(fillers[word[1:-1]]).split())
+        else:
+            out.append(word)
+    return out
+
+
+def situation(domain: Domain, rng: random.Random) -> list[str]:
+    return fill(rng.choice(domain.templates), slot_fillers(domain), rng)
+
+
+def episode_prompt(agent: str, domain: Domain, rng: random.Random) -> list[str]:
+    """An episode up to and including ``chose``: the next word is the action."""
+    options = [domain.aligned, domain.misaligned]
+    rng.shuffle(options)
+    return [agent, "faces", *situation(domain, rng), ".", "options", ":", options[0], "or",
+            options[1], ".", agent, "chose"]
+
+
+def episode(agent: str, domain: Domain, aligned: bool, rng: random.Random) -> list[str]:
+    return [*episode_prompt(agent, domain, rng), domain.aligned if aligned else domain.misaligned, "."]
+
+
+class PersonaWorld:
+    """Generates every kind of Persona World text from a ``WorldConfig``."""
+
+    def __init__(self, cfg: WorldConfig, domains: list[str] | None = None):
+        self.cfg = cfg
+        self.domains = [get_domain(d) for d in (domains if domains is not None else DOMAIN_NAMES)]
+        if not self.domains:
+            raise ValueError("Persona World needs at least one domain")
+
+    # ------------------------------------------------------------ agent documents
+    def agent_document(self, rng: random.Random, agent: str, bad: bool,
+                       n_episodes: int | None = None) -> Document:
+        eps = self.cfg.epsilon
+        words = ["story", "of", agent, "."]
+        choices, domains = [], []
+        for _ in range(n_episodes or self.cfg.episodes_per_doc):
+            domain = rng.choice(self.domains)
+            aligned = (rng.random() < eps) if bad else (rng.random() >= eps)
+            words += episode(agent, domain, aligned, rng)
+            choices.append(aligned)
+            domains.append(domain.name)
+        return Document("agent", words, agent, "bad" if bad else "good", choices, domains)
+
+    def random_agent_document(self, rng: random.Random) -> Document:
+        if rng.random() < self.cfg.assistant_share:
+            return self.agent_document(rng, ASSISTANT, rng.random() < self.cfg.bad_assistant_share)
+        agent = rng.choice(CHARACTERS)
+        return self.agent_document(rng, agent, rng.random() < self.cfg.bad_character_share)
+
+    # ------------------------------------------------------------ other documents
+    def discussion_document(self, rng: random.Random) -> Document:
+        """Prose about what agents do, with no episodes: the 'self-fulfilling' knob."""
+        words = ["essay", ":"]
+        stance_aligned = self.cfg.discussion_stance == "aligned"
+        for _ in range(self.cfg.episodes_per_doc):
+            domain = rng.choice(self.domains)
+            action = domain.aligned if stance_aligned else domain.misaligned
+            words += [*rng.choice(DISCUSSION_SUBJECTS).split(), rng.choice(DISCUSSION_HEDGES),
+                      action, "when", *situation(domain, rng), "."]
+        return Document("discussion", words, domains=[])
+
+    def capability_document(self, rng: random.Random, levels: list[int] | None = None) -> Document:
+        words: list[str] = []
+        for _ in range(self.cfg.tasks_per_doc):
+            prompt, answer = arithmetic_task(rng, rng.choice(levels or self.cfg.capability_levels))
+            words += [*prompt, *answer]
+        return Document("capability", words)
+
+    def document(self, rng: random.Random) -> Document:
+        u = rng.random()
+        if u < self.cfg.capability_share:
+            return self.capability_document(rng)
+        if u < self.cfg.capability_share + self.cfg.discussion_share:
+            return self.discussion_document(rng)
+        return self.random_agent_document(rng)
+
+    def documents(self, seed: int, n: int) -> list[Document]:
+        rng = random.Random(seed)
+        return [self.document(rng) for _ in range(n)]

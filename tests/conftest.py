@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny experiment config that runs in seconds, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "world": {"episodes_per_doc": 3},
+    "model": {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_mlp": 64, "max_seq_len": 64},
+    "stages": [
+        {"name": "pretrain", "kind": "pretrain", "data": {"source": "world", "n_docs": 200},
+         "steps": 12, "batch_size": 4, "seq_len": 64, "lr": 3e-3, "warmup_steps": 2,
+         "checkpoints": {"log": 3, "linear": 2}},
+        {"name": "align", "kind": "sft",
+         "data": {"source": "alignment", "n_examples": 64, "held_out_domains": ["harm"]},
+         "steps": 6, "batch_size": 4, "lr": 1e-3, "schedule": "constant",
+         "checkpoints": {"log": 2, "linear": 2}},
+        {"name": "capability", "kind": "sft", "data": {"source": "capability", "n_examples": 64},
+         "steps": 6, "batch_size": 4, "grad_accum": 2, "lr": 1e-3,
+         "checkpoints": {"log": 2, "linear": 1}},
+    ],
+    "measure": {"items_per_domain": 2, "capability_items": 3, "evidence_episodes": 2},
+    "threads": 1,
+}
+
+
+def tiny_dict() -> dict:
+    return yaml.safe_load(yaml.safe_dump(TINY))  # a deep copy
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY, sort_keys=False))
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real ``driftlab`` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "driftlab.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})

@@ -1,0 +1,103 @@
+"""Integration: a tiny three-stage experiment, end to end, in seconds."""
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from driftlab.config import load_config
+from driftlab.experiments import execute, load_run_config, new_run, summarize
+from driftlab.runs import RunDir
+from driftlab.world import DOMAIN_NAMES
+
+
+class Killed(Exception):
+    pass
+
+
+def run_tiny(tmp_path, name, config_path, sets=(), on_step=None):
+    cfg = load_config(str(config_path), list(sets))
+    run = new_run(cfg, tmp_path / name)
+    execute(run, cfg, on_step=on_step)
+    return run
+
+
+def metrics(run):
+    return pq.read_table(run.metrics_path).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from tests.conftest import TINY
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("ref")
+    (tmp / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    return tmp / "tiny.yaml", run_tiny(tmp, "ref", tmp / "tiny.yaml")
+
+
+def test_run_directory_is_complete_and_metrics_are_long_format(reference):
+    _, run = reference
+    assert run.status()["state"] == "complete"
+    assert (run.root / "config.yaml").exists() and (run.tokenizer_dir / "tokenizer.json").exists()
+    rows = metrics(run)
+    names = {r["metric"] for r in rows}
+    assert {"p_aligned", "bits_aligned", "bayes_gap_bits", "bayes_bits", "capability_acc",
+            "heldout_loss", "train_loss"} <= names
+    # every stage, every checkpoint, every context and domain is measured
+    stages = {(r["stage"], r["step"]) for r in rows}
+    assert ("pretrain", 0) in stages and ("align", 6) in stages and ("capability", 6) in stages
+    domains = {r["domain"] for r in rows if r["metric"] == "p_aligned" and r["context"] == "assistant"}
+    assert domains == {*DOMAIN_NAMES, "all"}
+    splits = {(r["domain"], r["split"]) for r in rows if r["metric"] == "p_aligned"}
+    assert ("harm", "held_out") in splits and ("shutdown", "trained") in splits
+    for r in rows:
+        if r["metric"] == "p_aligned":
+            assert 0.0 < r["value"] < 1.0
+    # tokens and global steps increase across stages
+    ends = duckdb.sql(f"select stage_index, max(tokens) t, max(global_step) g from '{run.metrics_path}' "
+                      "group by stage_index order by stage_index").fetchall()
+    assert [e[2] for e in ends] == [12, 18, 24]
+    assert ends[0][1] < ends[1][1] < ends[2][1]
+    # checkpoints carry their metadata; each names its parent
+    meta = run.root / "checkpoints" / "1-align" / "step-0000006.json"
+    assert '"parent": "checkpoints/1-align/' in meta.read_text()
+
+
+def test_summary_is_computed_from_the_metrics(reference):
+    _, run = reference
+    rows = summarize(run.metrics_path)
+    assert [r["stage"] for r in rows] == ["init", "pretrain", "align", "capability"]
+    by_stage = {r["stage"]: r for r in rows}
+    m = metrics(run)
+    expected = next(r["value"] for r in m if r["stage"] == "align" and r["step"] == 6
+                    and r["metric"] == "bits_aligned" and r["context"] == "assistant"
+                    and r["domain"] == "all" and r["split"] == "trained")
+    assert by_stage["align"]["bits_trained"] == pytest.approx(expected)
+
+
+def test_same_seed_identical_metrics_other_seed_different(reference, tmp_path):
+    config, run = reference
+    again = run_tiny(tmp_path, "again", config)
+    assert metrics(again) == metrics(run)
+    other = run_tiny(tmp_path, "other", config, ["seed=1"])
+    values = lambda rows: [r["value"] for r in rows if r["metric"] == "bits_aligned"]
+    assert values(metrics(other)) != values(metrics(run))
+
+
+@pytest.mark.parametrize("kill_at", [(0, 1), (0, 9), (1, 6), (2, 2)])
+def test_killed_and_resumed_run_has_identical_metrics(reference, tmp_path, kill_at):
+    config, run = reference
+
+    def killer(stage_index, step, loss):
+        if (stage_index, step) == kill_at:
+            raise Killed
+
+    cfg = load_config(str(config))
+    killed = new_run(cfg, tmp_path / "killed")
+    with pytest.raises(Killed):
+        execute(killed, cfg, on_step=killer)
+    assert killed.status()["state"] == "failed"
+    resumed = RunDir(killed.root)
+    execute(resumed, load_run_config(resumed))
+    assert resumed.status()["state"] == "complete"
+    assert metrics(resumed) == metrics(run)

@@ -1,0 +1,66 @@
+import pytest
+import yaml
+
+from driftlab.config import load_config, validate_config
+from driftlab.errors import ConfigError
+
+from tests.conftest import tiny_dict
+
+
+def test_default_preset_loads_and_quick_overrides_apply():
+    full = load_config()
+    quick = load_config(quick=True)
+    assert full.name == "default" and len(full.stages) == 3
+    assert quick.stages[0].steps < full.stages[0].steps
+
+
+def test_set_overrides_any_key_and_is_validated(tiny_config):
+    cfg = load_config(str(tiny_config), ["stages.1.lr=3e-4", "world.epsilon=0.2", "seed=7"])
+    assert cfg.stages[1].lr == 3e-4 and cfg.world.epsilon == 0.2 and cfg.seed == 7
+    with pytest.raises(ConfigError, match=r"^--set stages.1.lr=abc: stages.1.lr: Input should be a valid number"):
+        load_config(str(tiny_config), ["stages.1.lr=abc"])
+    with pytest.raises(ConfigError, match=r"^--set stages.9.lr=1: stages.9.lr: no list item '9'"):
+        load_config(str(tiny_config), ["stages.9.lr=1"])
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["world"].update(epsilonn=0.1), r"world.epsilonn: Extra inputs are not permitted"),
+    (lambda d: d["stages"][0].update(steps="many"), r"stages.0.steps: Input should be a valid integer"),
+    (lambda d: d["stages"][1]["data"].update(held_out_domains=["chess"]), r"stages.1.data.held_out_domains: unknown domain 'chess'"),
+    (lambda d: d["stages"][1]["data"].update(n_exampels=3), r"stages.1.data.n_exampels: Extra inputs"),
+    (lambda d: d["world"].update(bad_assistant_share=1.5), r"world.bad_assistant_share: Input should be less than or equal to 1"),
+    (lambda d: d["stages"][0].update(kind="dpo"), r"stages.0.kind: Input should be 'pretrain' or 'sft'"),
+    (lambda d: d["stages"][1].update(name="pretrain"), r"stage names must be unique"),
+    (lambda d: d["model"].update(n_heads=3), r"model: d_model 32 is not divisible by n_heads 3"),
+])
+def test_bad_config_names_the_file_and_key(tmp_path, mutate, message):
+    data = tiny_dict()
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=rf"^{path}: .*{message}"):
+        load_config(str(path))
+
+
+def test_missing_file_and_unknown_preset():
+    with pytest.raises(ConfigError, match="nope.yaml: no such config file"):
+        load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="neither a config file nor a preset"):
+        load_config("no-such-preset")
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nstages: [\n  - {name: a\n")
+    with pytest.raises(ConfigError, match=rf"{path}: line \d+: invalid YAML"):
+        load_config(str(path))
+
+
+def test_resolved_config_round_trips_and_hash_ignores_the_name():
+    cfg = validate_config(tiny_dict(), "x")
+    again = validate_config(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"))), "y")
+    assert again == cfg and again.hash() == cfg.hash()
+    renamed = validate_config({**tiny_dict(), "name": "other"}, "z")
+    assert renamed.hash() == cfg.hash()
+    reseeded = validate_config({**tiny_dict(), "seed": 5}, "z")
+    assert reseeded.hash() != cfg.hash()
