@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.conftest import TINY, run_cli, tiny_dict
+from tests.conftest import run_cli, tiny_dict
 
 
 def assert_one_line_error(result, *fragments):

@@ -3,7 +3,6 @@ import yaml
 
 from driftlab.config import load_config, validate_config
 from driftlab.errors import ConfigError
-
 from tests.conftest import tiny_dict
 
 

@@ -7,17 +7,17 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import functools  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Optional  # noqa: E402
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
 
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from driftlab.errors import DriftlabError  # noqa: E402
+from driftlab.errors import DriftlabError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="driftlab: does a model's alignment survive the training that comes after it?")
@@ -42,7 +42,7 @@ def friendly(fn):
     return wrapper
 
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key: key.path=value")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override a config key: key.path=value")]
 
 
 class RichReporter:
@@ -75,12 +75,12 @@ class RichReporter:
 @app.command()
 @friendly
 def run(
-    source: Annotated[Optional[str], typer.Argument(help="preset name or config YAML (default: the default preset)")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<name>-<timestamp>)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    source: Annotated[str | None, typer.Argument(help="preset name or config YAML (default: the default preset)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default: runs/<name>-<timestamp>)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="the same experiment at a size that runs in about a minute")] = False,
     set_: SetOpt = None,
-    resume: Annotated[Optional[Path], typer.Option(help="continue a killed run from its last checkpoint")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue a killed run from its last checkpoint")] = None,
 ) -> None:
     """Run an experiment: its stages, with checkpoints and measurements on schedule."""
     from driftlab.config import load_config
@@ -110,25 +110,28 @@ def run(
 
 def _print_summary(metrics_path: Path) -> None:
     from driftlab.experiments import drift_lines, summarize
-    from driftlab.experiments.summary import COLUMNS
+    from driftlab.experiments.summary import ROWS
 
-    rows = summarize(metrics_path)
-    table = Table(title="P(aligned) and bits of alignment of the assistant (no evidence), per stage end")
-    for title in COLUMNS.values():
-        table.add_column(title, justify="right")
-    for row in rows:
-        table.add_row(*(_fmt(row[key]) for key in COLUMNS))
+    stages = summarize(metrics_path)
+    table = Table(title="Behaviour at the end of each stage (from metrics.parquet)", title_justify="left")
+    table.add_column("")
+    for stage in stages:
+        table.add_column(stage["stage"], justify="right")
+    for key, label in ROWS.items():
+        table.add_row(label, *(_fmt(key, stage[key]) for stage in stages))
     console.print(table)
-    for line in drift_lines(rows):
+    for line in drift_lines(stages):
         console.print(line, highlight=False)
 
 
-def _fmt(value) -> str:
+def _fmt(key: str, value) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:+.2f}" if abs(value) >= 1 or value < 0 else f"{value:.3f}"
-    return str(value)
+    if key == "tokens":
+        return f"{value / 1e6:.2f}M" if value >= 1e5 else str(value)
+    if key.startswith("bits") or key.startswith("bayes"):
+        return f"{value:+.2f}"
+    return f"{value:.3f}"
 
 
 @world_app.command("sample")
@@ -136,7 +139,7 @@ def _fmt(value) -> str:
 def world_sample(
     n: Annotated[int, typer.Option(help="documents to print")] = 3,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    source: Annotated[Optional[str], typer.Option("--config", help="preset or YAML whose world knobs to use")] = None,
+    source: Annotated[str | None, typer.Option("--config", help="preset or YAML whose world knobs to use")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Print Persona World documents with their ground truth."""
@@ -157,12 +160,17 @@ def world_write(
     out: Annotated[Path, typer.Option(help="JSONL file to write")],
     n: Annotated[int, typer.Option(help="records")] = 1000,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    source: Annotated[Optional[str], typer.Option("--config", help="preset or YAML whose world knobs to use")] = None,
+    source: Annotated[str | None, typer.Option("--config", help="preset or YAML whose world knobs to use")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Write a corpus as JSONL ({"text"} documents or {"prompt", "completion"} pairs)."""
     from driftlab.config import AlignmentData, CapabilityData, WorldData, load_config
-    from driftlab.world import alignment_examples, capability_examples, pretrain_documents, write_jsonl
+    from driftlab.world import (
+        alignment_examples,
+        capability_examples,
+        pretrain_documents,
+        write_jsonl,
+    )
 
     cfg = load_config(source, set_ or [])
     if corpus == "pretrain":

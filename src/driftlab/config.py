@@ -10,11 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
 )
 
 from driftlab.errors import ConfigError
@@ -50,7 +56,7 @@ class WorldConfig(Strict):
     """Persona World's knobs; the same world generates every stage's data and the eval items."""
 
     epsilon: float = Field(0.1, ge=0.0, lt=0.5, description="P(an agent acts against its persona)")
-    episodes_per_doc: int = Field(6, ge=1, le=64, description="episodes in one agent document")
+    episodes_per_doc: int = Field(10, ge=1, le=64, description="episodes in one agent document")
     assistant_share: Share = Field(0.3, description="share of agent documents about the assistant")
     bad_assistant_share: Share = Field(0.2, description="share of assistant documents with a bad persona")
     bad_character_share: Share = Field(0.5, description="share of named-character documents with a bad persona")
@@ -70,7 +76,7 @@ class WorldConfig(Strict):
         return sorted(set(v))
 
     @model_validator(mode="after")
-    def _shares(self) -> "WorldConfig":
+    def _shares(self) -> WorldConfig:
         if self.capability_share + self.discussion_share > 1.0:
             raise ValueError("capability_share + discussion_share must be at most 1")
         return self
@@ -114,7 +120,7 @@ class JsonlData(Strict):
 
 _SOURCES = ("world", "alignment", "capability", "jsonl")
 DataConfig = Annotated[
-    Union[WorldData, AlignmentData, CapabilityData, JsonlData], Field(discriminator="source")
+    WorldData | AlignmentData | CapabilityData | JsonlData, Field(discriminator="source")
 ]
 
 
@@ -144,7 +150,7 @@ class StageConfig(Strict):
     checkpoints: CheckpointSchedule = CheckpointSchedule()
 
     @model_validator(mode="after")
-    def _data_fits_kind(self) -> "StageConfig":
+    def _data_fits_kind(self) -> StageConfig:
         if self.kind == "pretrain" and self.data.source in ("alignment", "capability"):
             raise ValueError(f"a pretrain stage takes world or jsonl data, not {self.data.source!r}")
         if self.kind == "sft" and self.data.source == "world":
@@ -168,7 +174,7 @@ class ModelConfig(Strict):
     tie_embeddings: bool = False
 
     @model_validator(mode="after")
-    def _heads(self) -> "ModelConfig":
+    def _heads(self) -> ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         return self
@@ -197,7 +203,7 @@ class ExperimentConfig(Strict):
     quick: dict[str, Any] = Field({}, description="--set style overrides applied by --quick")
 
     @model_validator(mode="after")
-    def _cross(self) -> "ExperimentConfig":
+    def _cross(self) -> ExperimentConfig:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")

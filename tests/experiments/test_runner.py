@@ -27,8 +27,9 @@ def metrics(run):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from tests.conftest import TINY
     import yaml
+
+    from tests.conftest import TINY
 
     tmp = tmp_path_factory.mktemp("ref")
     (tmp / "tiny.yaml").write_text(yaml.safe_dump(TINY))
@@ -80,8 +81,10 @@ def test_same_seed_identical_metrics_other_seed_different(reference, tmp_path):
     again = run_tiny(tmp_path, "again", config)
     assert metrics(again) == metrics(run)
     other = run_tiny(tmp_path, "other", config, ["seed=1"])
-    values = lambda rows: [r["value"] for r in rows if r["metric"] == "bits_aligned"]
-    assert values(metrics(other)) != values(metrics(run))
+    def bits(rows):
+        return [r["value"] for r in rows if r["metric"] == "bits_aligned"]
+
+    assert bits(metrics(other)) != bits(metrics(run))
 
 
 @pytest.mark.parametrize("kill_at", [(0, 1), (0, 9), (1, 6), (2, 2)])

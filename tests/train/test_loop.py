@@ -2,11 +2,10 @@ import copy
 
 import torch
 
-from driftlab.config import ModelConfig, StageConfig
+from driftlab.config import ModelConfig, StageConfig, WorldConfig, WorldData
 from driftlab.models import build_tiny_llama
 from driftlab.train import Completions, PackedLM, make_optimizer, train_stage
 from driftlab.world import WorldTokenizer, pretrain_documents
-from driftlab.config import WorldConfig, WorldData
 
 TOK = WorldTokenizer.build()
 

@@ -2,7 +2,14 @@ import random
 from collections import Counter
 
 from driftlab.config import WorldConfig
-from driftlab.world import CLUSTERS, DOMAIN_NAMES, DOMAINS, PersonaWorld, domain_distance, get_domain
+from driftlab.world import (
+    CLUSTERS,
+    DOMAIN_NAMES,
+    DOMAINS,
+    PersonaWorld,
+    domain_distance,
+    get_domain,
+)
 from driftlab.world.domains import slot_fillers
 from driftlab.world.generator import ASSISTANT
 
@@ -17,7 +24,7 @@ def test_same_seed_same_documents_other_seed_other_documents():
 def test_domains_and_declared_cluster_structure():
     assert len(DOMAINS) >= 6 and len(CLUSTERS) >= 2
     assert sorted(d for ds in CLUSTERS.values() for d in ds) == sorted(DOMAIN_NAMES)
-    for cluster, names in CLUSTERS.items():
+    for names in CLUSTERS.values():
         for a in names:
             for b in DOMAIN_NAMES:
                 expected = 0 if a == b else (1 if b in names else 2)

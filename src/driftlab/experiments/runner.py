@@ -10,6 +10,7 @@ was never killed.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,13 @@ from driftlab.errors import CheckpointError
 from driftlab.experiments.stage_data import build_stage_data
 from driftlab.measure.suite import MeasurementSuite
 from driftlab.models.tiny import build_tiny_llama
+from driftlab.runs.atomic import write_json
 from driftlab.runs.checkpoint import (
-    load_optimizer, load_weights, read_meta, save_checkpoint, save_optimizer,
+    load_optimizer,
+    load_weights,
+    read_meta,
+    save_checkpoint,
+    save_optimizer,
 )
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.rundir import RunDir
@@ -59,7 +65,7 @@ class Position:
     global_step: int = 0
     checkpoint: str | None = None  # path (relative to the run) of the last checkpoint
 
-    def next_stage(self) -> "Position":
+    def next_stage(self) -> Position:
         return Position(self.stage_index + 1, 0, 0, self.run_tokens, self.global_step, self.checkpoint)
 
 
@@ -90,6 +96,7 @@ def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None
 
 def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
              on_step: Callable[[int, int, float], None] | None) -> None:
+    started = time.perf_counter()
     run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
     tokenizer = _tokenizer(run)
     model = build_tiny_llama(cfg.model, len(tokenizer), tokenizer.pad_id, tokenizer.bos_id,
@@ -118,6 +125,8 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
         train_stage(model, stage, data, state.optimizer, state.save, start, cfg.precision, step_hook)
         reporter.stage_end(index, stage.name)
         state.pos = state.pos.next_stage()
+    # wall-clock facts stay out of metrics.parquet, which must be deterministic
+    write_json(run.root / "timings.json", {**state.timings, "wall_s": time.perf_counter() - started})
 
 
 class _Checkpointer:
@@ -128,6 +137,7 @@ class _Checkpointer:
         self.run, self.cfg, self.model, self.suite, self.reporter = run, cfg, model, suite, reporter
         self.pos = pos
         self.optimizer: torch.optim.Optimizer | None = None
+        self.timings = {"measure_s": 0.0, "checkpoints": 0}
         self.store = MetricsStore(run.metrics_path)
         self.store.truncate_after(pos.global_step if pos.checkpoint else -1)
 
@@ -142,7 +152,10 @@ class _Checkpointer:
             "parent": pos.checkpoint,
         })
         here.checkpoint = str(path.relative_to(self.run.root))
+        t0 = time.perf_counter()
         rows = self.suite(self.model)
+        self.timings["measure_s"] += time.perf_counter() - t0
+        self.timings["checkpoints"] += 1
         if ev.step > 0:
             rows += [metric_row("train_loss", ev.train_loss), metric_row("lr", ev.lr)]
         self.store.add({"run": cfg.name, "seed": cfg.seed, "stage": stage.name,
@@ -166,8 +179,9 @@ def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module)
     """The last complete checkpoint (weights loaded into ``model``), or the start of the run."""
     if not run.resume_path.exists():
         return Position(), None
-    from safetensors import safe_open
     import json
+
+    from safetensors import safe_open
 
     try:
         with safe_open(str(run.resume_path), framework="pt") as f:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from driftlab.config import (
-    AlignmentData, CapabilityData, ExperimentConfig, JsonlData, StageConfig, WorldData,
+    AlignmentData,
+    CapabilityData,
+    ExperimentConfig,
+    JsonlData,
+    StageConfig,
+    WorldData,
 )
 from driftlab.train.data import Completions, PackedLM
 from driftlab.world.corpus import (
-    alignment_examples, capability_examples, derive_seed, pretrain_documents, read_jsonl,
+    alignment_examples,
+    capability_examples,
+    derive_seed,
+    pretrain_documents,
+    read_jsonl,
 )
 from driftlab.world.tokenizer import WorldTokenizer
 

@@ -17,6 +17,7 @@ select e.stage, any_value(m.tokens) as tokens,
   avg(value) filter (metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'trained') as bits_trained,
   avg(value) filter (metric = 'p_aligned' and context = 'assistant' and domain = 'all' and split = 'held_out') as p_held_out,
   avg(value) filter (metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'held_out') as bits_held_out,
+  avg(value) filter (metric = 'bayes_bits' and context = 'assistant' and domain = 'all' and split = 'all') as bayes_assistant,
   avg(value) filter (metric = 'bits_aligned' and context = 'good_evidence' and domain = 'all' and split = 'all') as bits_good,
   avg(value) filter (metric = 'bits_aligned' and context = 'bad_evidence' and domain = 'all' and split = 'all') as bits_bad,
   avg(value) filter (metric = 'bayes_gap_bits' and context in ('good_evidence', 'bad_evidence') and domain = 'all' and split = 'all') as gap_evidence,
@@ -25,10 +26,17 @@ from ends e join m on m.stage_index = greatest(e.stage_index, 0) and m.step = e.
 group by e.stage, e.stage_index order by e.stage_index
 """
 
-COLUMNS = {
-    "stage": "stage", "tokens": "tokens", "p_trained": "P(al) trained", "bits_trained": "bits trained",
-    "p_held_out": "P(al) held-out", "bits_held_out": "bits held-out", "bits_good": "bits | good ev.",
-    "bits_bad": "bits | bad ev.", "gap_evidence": "Bayes gap (bits)", "capability": "capability acc",
+ROWS = {  # summary key -> label, in display order
+    "tokens": "tokens seen",
+    "p_trained": "assistant P(al), trained",
+    "bits_trained": "assistant bits, trained",
+    "p_held_out": "assistant P(al), held-out",
+    "bits_held_out": "assistant bits, held-out",
+    "bayes_assistant": "  Bayes bits, pretrain prior",
+    "bits_good": "bits | good evidence",
+    "bits_bad": "bits | bad evidence",
+    "gap_evidence": "  gap to Bayes (good, bad)",
+    "capability": "capability exact match",
 }
 
 

@@ -5,6 +5,11 @@ from driftlab.measure.capability import CapabilityItems, capability_metrics, sol
 from driftlab.measure.suite import MeasurementSuite
 
 __all__ = [
-    "BehaviourItems", "behaviour_metrics", "logit_gaps", "CapabilityItems", "capability_metrics",
-    "solved", "MeasurementSuite",
+    "BehaviourItems",
+    "CapabilityItems",
+    "MeasurementSuite",
+    "behaviour_metrics",
+    "capability_metrics",
+    "logit_gaps",
+    "solved",
 ]

@@ -32,7 +32,7 @@ class BehaviourItems:
     misaligned_ids: torch.Tensor  # (N,)
 
     @classmethod
-    def build(cls, prompts: list[BehaviourPrompt], tokenizer: WorldTokenizer, bos: bool = True) -> "BehaviourItems":
+    def build(cls, prompts: list[BehaviourPrompt], tokenizer: WorldTokenizer, bos: bool = True) -> BehaviourItems:
         prefix = [tokenizer.bos_id] if bos else []
         return cls(
             prompts,

@@ -24,7 +24,7 @@ class CapabilityItems:
     answer_start: list[int]  # index of the first answer token
 
     @classmethod
-    def build(cls, items: list[tuple[int, SFTExample]], tokenizer: WorldTokenizer) -> "CapabilityItems":
+    def build(cls, items: list[tuple[int, SFTExample]], tokenizer: WorldTokenizer) -> CapabilityItems:
         ids, starts = [], []
         for _, ex in items:
             prompt = [tokenizer.bos_id, *tokenizer.ids(ex.prompt)]

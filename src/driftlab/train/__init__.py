@@ -6,6 +6,16 @@ from driftlab.train.objectives import OBJECTIVES, get_objective, objective
 from driftlab.train.schedule import checkpoint_steps, lr_at
 
 __all__ = [
-    "Batch", "Completions", "PackedLM", "CheckpointEvent", "Progress", "make_optimizer",
-    "train_stage", "OBJECTIVES", "get_objective", "objective", "checkpoint_steps", "lr_at",
+    "OBJECTIVES",
+    "Batch",
+    "CheckpointEvent",
+    "Completions",
+    "PackedLM",
+    "Progress",
+    "checkpoint_steps",
+    "get_objective",
+    "lr_at",
+    "make_optimizer",
+    "objective",
+    "train_stage",
 ]

@@ -18,7 +18,14 @@ from driftlab.runs.atomic import atomic_write
 from driftlab.world import bayes
 from driftlab.world.capability import arithmetic_task
 from driftlab.world.domains import DOMAIN_NAMES, get_domain
-from driftlab.world.generator import ASSISTANT, CHARACTERS, Document, PersonaWorld, episode, episode_prompt
+from driftlab.world.generator import (
+    ASSISTANT,
+    CHARACTERS,
+    Document,
+    PersonaWorld,
+    episode,
+    episode_prompt,
+)
 
 CONTEXTS = ("assistant", "good_evidence", "bad_evidence")
 

@@ -51,7 +51,7 @@ class WorldTokenizer:
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = (self.vocab[s] for s in SPECIALS)
 
     @classmethod
-    def build(cls) -> "WorldTokenizer":
+    def build(cls) -> WorldTokenizer:
         vocab = {w: i for i, w in enumerate(world_vocabulary())}
         tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
         tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -60,7 +60,7 @@ class WorldTokenizer:
         return cls(tk)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "WorldTokenizer":
+    def load(cls, directory: str | Path) -> WorldTokenizer:
         path = Path(directory) / "tokenizer.json"
         try:
             return cls(Tokenizer.from_file(str(path)))

@@ -1,0 +1,29 @@
+"""The default experiment, at full size (minutes): the pretrained model has learned the world."""
+
+import duckdb
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.mark.slow
+def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_path):
+    out = tmp_path / "default"
+    result = run_cli("run", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "P(aligned)" in result.stdout  # the summary table was printed
+    metrics = out / "metrics.parquet"
+    # held-out documents, end of pre-training: |model bits - Bayes bits| per item, averaged
+    gaps = dict(duckdb.sql(f"""
+        select context, value from '{metrics}'
+        where metric = 'bayes_gap_bits' and domain = 'all' and split = 'all'
+          and stage = 'pretrain' and step = (select max(step) from '{metrics}' where stage = 'pretrain')
+    """).fetchall())
+    assert gaps["good_evidence"] <= 0.5 and gaps["bad_evidence"] <= 0.5, gaps
+    # alignment SFT raised the assistant's bits on the trained domains
+    bits = dict(duckdb.sql(f"""
+        select stage, value from '{metrics}' m
+        where metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'trained'
+          and step = (select max(step) from '{metrics}' n where n.stage = m.stage)
+    """).fetchall())
+    assert bits["align"] > bits["pretrain"] + 1.0, bits
