@@ -1,0 +1,121 @@
+"""Checkpoints: safetensors weights + a small JSON (stage, step, tokens seen, parent, config hash).
+
+Loading never unpickles. A truncated file, a file that is not safetensors, or weights whose names
+or shapes do not match the model is a ``CheckpointError`` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from driftlab.errors import CheckpointError
+from driftlab.runs.atomic import atomic_write, write_json
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's own tensors; tied weights are stored once."""
+    state, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        state[name] = tensor
+    return state
+
+
+def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module, meta: dict[str, Any]) -> Path:
+    """Write ``step-NNNNNNN.safetensors`` then its JSON; the JSON marks the checkpoint complete."""
+    directory = Path(directory)
+    weights = directory / f"{checkpoint_name(step)}.safetensors"
+    save_tensors(weights, model_state(model))
+    write_json(weights.with_suffix(".json"), {**meta, "step": step, "weights": weights.name})
+    return weights
+
+
+def load_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """Load weights into ``model`` in place, checking every name and shape."""
+    state = load_tensors(path)
+    own = model.state_dict()
+    for name in [n for n in state if n not in own]:
+        raise CheckpointError(f"{path}: {name}: not a parameter of this model (mismatched checkpoint)")
+    for name in [n for n in own if n in state]:  # in the model's order: embeddings first
+        tensor = state[name]
+        if own[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"{path}: {name}: shape {tuple(tensor.shape)} does not match the model's {tuple(own[name].shape)}"
+            )
+    missing = [n for n in model_state(model) if n not in state]
+    if missing:
+        raise CheckpointError(f"{path}: {missing[0]}: missing from the checkpoint (mismatched checkpoint)")
+    model.load_state_dict(state, strict=False)
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    path = Path(path).with_suffix(".json")
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint metadata not found (incomplete checkpoint)") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
+
+
+# ---------------------------------------------------------------- optimizer state
+
+
+def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
+    """Optimizer tensors to safetensors, its scalar settings and ``extra`` into the metadata."""
+    sd = optimizer.state_dict()
+    tensors = {f"{idx}.{key}": value for idx, st in sd["state"].items() for key, value in st.items()
+               if torch.is_tensor(value)}
+    meta = {"param_groups": json.dumps(sd["param_groups"]), "extra": json.dumps(extra)}
+    save_tensors(path, tensors, meta)
+
+
+def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    tensors = load_tensors(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    try:
+        groups = json.loads(meta["param_groups"])
+        extra = json.loads(meta["extra"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: optimizer metadata missing or corrupt") from None
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: optimizer state does not match the model: {e}") from None
+    return extra

@@ -1,0 +1,77 @@
+"""A run directory: resolved config, tokenizer, checkpoints, metrics, status, resume state.
+
+    runs/<name>-<timestamp>/
+      config.yaml          the fully resolved config
+      tokenizer/           tokenizer.json (+ transformers files)
+      checkpoints/<i>-<stage>/step-NNNNNNN.{safetensors,json}
+      resume/              optimizer state at the last checkpoint
+      metrics.parquet      long-format metrics
+      status.json          state: running | complete | failed
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from driftlab.errors import DataError
+from driftlab.runs.atomic import write_json, write_text
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @classmethod
+    def create(cls, base: str | Path, name: str, out: str | Path | None = None) -> "RunDir":
+        if out is not None:
+            root = Path(out)
+            if (root / "status.json").exists():
+                raise DataError(f"{root}: already holds a run (use --resume {root} to continue it)")
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            root = Path(base) / f"{name}-{stamp}"
+            n = 1
+            while root.exists():
+                n += 1
+                root = Path(base) / f"{name}-{stamp}-{n}"
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    # paths
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.parquet"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def resume_path(self) -> Path:
+        return self.root / "resume" / "optimizer.safetensors"
+
+    def stage_dir(self, index: int, name: str) -> Path:
+        return self.root / "checkpoints" / f"{index}-{name}"
+
+    # status
+    def status(self) -> dict[str, Any]:
+        path = self.root / "status.json"
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DataError(f"{path}: not found; {self.root} is not a driftlab run directory") from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
+
+    def set_status(self, state: str, **extra: Any) -> None:
+        write_json(self.root / "status.json", {"state": state, "updated": time.time(), **extra})
+
+    def write_config(self, text: str) -> None:
+        write_text(self.config_path, text)
