@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from driftlab.config import ExperimentConfig, dump_config, load_config
-from driftlab.errors import CheckpointError
+from driftlab.errors import CheckpointError, ConfigError
 from driftlab.experiments.stage_data import build_stage_data
 from driftlab.measure.suite import MeasurementSuite
 from driftlab.models.tiny import build_tiny_llama
@@ -34,6 +34,7 @@ from driftlab.runs.checkpoint import (
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.rundir import RunDir
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
+from driftlab.train.objectives import OBJECTIVES
 from driftlab.world.corpus import derive_seed
 from driftlab.world.tokenizer import WorldTokenizer
 
@@ -85,6 +86,10 @@ def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None
             on_step: Callable[[int, int, float], None] | None = None) -> None:
     """Run (or continue) every stage; mark the run complete only at the very end."""
     reporter = reporter or SilentReporter()
+    for i, stage in enumerate(cfg.stages):  # names the config key rather than failing mid-run
+        if stage.objective_name not in OBJECTIVES:
+            raise ConfigError(f"{run.config_path}: stages.{i}.objective: unknown objective "
+                              f"{stage.objective_name!r} (known: {', '.join(sorted(OBJECTIVES))})")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     try:
         _execute(run, cfg, reporter, on_step)

@@ -17,6 +17,7 @@ from driftlab.config import ExperimentConfig
 from driftlab.measure.behaviour import BehaviourItems, behaviour_metrics, logit_gaps
 from driftlab.measure.capability import CapabilityItems, capability_metrics, solved
 from driftlab.measure.forward import forward_batches
+from driftlab.registry import Registry
 from driftlab.runs.metrics import metric_row
 from driftlab.world.corpus import CONTEXTS, behaviour_prompts, capability_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
@@ -38,16 +39,8 @@ class EvalItems:
 
 
 Measurement = Callable[[torch.nn.Module, EvalItems], list[dict]]
-MEASUREMENTS: dict[str, Measurement] = {}
-
-
-def measurement(name: str) -> Callable[[Measurement], Measurement]:
-    def register(fn: Measurement) -> Measurement:
-        if name in MEASUREMENTS:
-            raise ValueError(f"measurement {name!r} is already registered")
-        MEASUREMENTS[name] = fn
-        return fn
-    return register
+MEASUREMENTS: Registry[Measurement] = Registry("measurement")
+measurement = MEASUREMENTS.register
 
 
 @measurement("behaviour")
@@ -100,5 +93,5 @@ class MeasurementSuite:
     def __call__(self, model: torch.nn.Module) -> list[dict]:
         rows: list[dict] = []
         for name in self.names:
-            rows += MEASUREMENTS[name](model, self.items)
+            rows += MEASUREMENTS.get(name)(model, self.items)
         return rows

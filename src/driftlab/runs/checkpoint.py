@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from driftlab.errors import CheckpointError
-from driftlab.runs.atomic import atomic_write, write_json
+from driftlab.runs.atomic import atomic_write, read_json, write_json
 
 
 def checkpoint_name(step: int) -> str:
@@ -78,13 +78,8 @@ def load_weights(path: str | Path, model: torch.nn.Module) -> None:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    path = Path(path).with_suffix(".json")
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint metadata not found (incomplete checkpoint)") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
+    return read_json(Path(path).with_suffix(".json"), CheckpointError,
+                     "checkpoint metadata not found (incomplete checkpoint)")
 
 
 # ---------------------------------------------------------------- optimizer state

@@ -11,13 +11,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from driftlab.errors import DataError
-from driftlab.runs.atomic import write_json, write_text
+from driftlab.runs.atomic import read_json, write_json, write_text
 
 
 class RunDir:
@@ -25,7 +24,7 @@ class RunDir:
         self.root = Path(root)
 
     @classmethod
-    def create(cls, base: str | Path, name: str, out: str | Path | None = None) -> "RunDir":
+    def create(cls, base: str | Path, name: str, out: str | Path | None = None) -> RunDir:
         if out is not None:
             root = Path(out)
             if (root / "status.json").exists():
@@ -62,13 +61,8 @@ class RunDir:
 
     # status
     def status(self) -> dict[str, Any]:
-        path = self.root / "status.json"
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataError(f"{path}: not found; {self.root} is not a driftlab run directory") from None
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
+        return read_json(self.root / "status.json", DataError,
+                         f"not found; {self.root} is not a driftlab run directory")
 
     def set_status(self, state: str, **extra: Any) -> None:
         write_json(self.root / "status.json", {"state": state, "updated": time.time(), **extra})

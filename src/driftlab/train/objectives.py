@@ -12,26 +12,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from driftlab.registry import Registry
 from driftlab.train.data import Batch
 
 Objective = Callable[[torch.Tensor, Batch], torch.Tensor]
-OBJECTIVES: dict[str, Objective] = {}
-
-
-def objective(name: str) -> Callable[[Objective], Objective]:
-    def register(fn: Objective) -> Objective:
-        if name in OBJECTIVES:
-            raise ValueError(f"objective {name!r} is already registered")
-        OBJECTIVES[name] = fn
-        return fn
-    return register
-
-
-def get_objective(name: str) -> Objective:
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        raise KeyError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}") from None
+OBJECTIVES: Registry[Objective] = Registry("objective")
+objective = OBJECTIVES.register
+get_objective = OBJECTIVES.get
 
 
 def next_token_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
