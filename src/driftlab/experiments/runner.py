@@ -86,10 +86,6 @@ def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None
             on_step: Callable[[int, int, float], None] | None = None) -> None:
     """Run (or continue) every stage; mark the run complete only at the very end."""
     reporter = reporter or SilentReporter()
-    for i, stage in enumerate(cfg.stages):  # names the config key rather than failing mid-run
-        if stage.objective_name not in OBJECTIVES:
-            raise ConfigError(f"{run.config_path}: stages.{i}.objective: unknown objective "
-                              f"{stage.objective_name!r} (known: {', '.join(sorted(OBJECTIVES))})")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     try:
         _execute(run, cfg, reporter, on_step)
@@ -103,6 +99,10 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
              on_step: Callable[[int, int, float], None] | None) -> None:
     started = time.perf_counter()
     run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
+    for i, stage in enumerate(cfg.stages):  # names the config key rather than failing mid-run
+        if stage.objective_name not in OBJECTIVES:
+            raise ConfigError(f"{run.config_path}: stages.{i}.objective: unknown objective "
+                              f"{stage.objective_name!r} (known: {', '.join(sorted(OBJECTIVES))})")
     tokenizer = _tokenizer(run)
     model = build_tiny_llama(cfg.model, len(tokenizer), tokenizer.pad_id, tokenizer.bos_id,
                              tokenizer.eos_id, seed=derive_seed(cfg.seed, "init") % 2**31)
