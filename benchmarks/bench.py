@@ -116,14 +116,15 @@ def loop_plain(data: PackedLM, steps: int) -> list[float]:
     return times
 
 
-def loop_driftlab(data: PackedLM, steps: int, precision: str = "fp32") -> list[float]:
+def loop_driftlab(data: PackedLM, steps: int, precision: str = "fp32", compile: bool = False) -> list[float]:
     model = fresh_model()
     stage = StageConfig(name="bench", kind="pretrain", data={"source": "world"}, steps=steps,
                         batch_size=BATCH, seq_len=SEQ, lr=LR, schedule="constant",
                         checkpoints={"log": 0, "linear": 0})
     stamps = [time.perf_counter()]
     train_stage(model, stage, data, make_optimizer(model, stage), lambda ev: None,
-                precision=precision, on_step=lambda s, loss: stamps.append(time.perf_counter()))
+                precision=precision, on_step=lambda s, loss: stamps.append(time.perf_counter()),
+                compile=compile)
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
@@ -131,9 +132,14 @@ def loop_bf16(data: PackedLM, steps: int) -> list[float]:
     return loop_driftlab(data, steps, "bf16")
 
 
-def _hf_dataset(data: PackedLM, steps: int):
-    from datasets import Dataset
+def loop_compiled(data: PackedLM, steps: int) -> list[float]:
+    return loop_driftlab(data, steps, compile=True)
 
+
+def _hf_dataset(data: PackedLM, steps: int):
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()
     ids = data.rows[[data.order(i) for i in range(steps * BATCH)]].tolist()
     return Dataset.from_dict({"input_ids": ids})
 
@@ -174,20 +180,29 @@ def loop_hf(data: PackedLM, steps: int) -> list[float]:
         trainer = Trainer(model=fresh_model(), args=_trainer_args(TrainingArguments, out, steps),
                           train_dataset=_hf_dataset(data, steps), callbacks=[stamps.callback],
                           data_collator=DataCollatorForLanguageModeling(hf_tok, mlm=False))
+        _quiet(trainer)
         trainer.train()
     return stamps.times()
 
 
-def loop_trl(data: PackedLM, steps: int) -> list[float]:
+def loop_trl(data: PackedLM, steps: int, bf16: bool = False) -> list[float]:
+    """TRL's SFTConfig defaults to bf16 mixed precision; the fp32 row turns it off."""
     from trl import SFTConfig, SFTTrainer
 
     stamps = _Stamps()
     with tempfile.TemporaryDirectory() as out:
-        args = _trainer_args(SFTConfig, out, steps, max_length=SEQ, packing=False)
+        args = _trainer_args(SFTConfig, out, steps, max_length=SEQ, packing=False, bf16=bf16)
         trainer = SFTTrainer(model=fresh_model(), args=args, train_dataset=_hf_dataset(data, steps),
                              processing_class=_hf_tokenizer(), callbacks=[stamps.callback])
+        _quiet(trainer)
         trainer.train()
     return stamps.times()
+
+
+def _quiet(trainer) -> None:
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
 
 
 def _hf_tokenizer():
@@ -198,8 +213,12 @@ def _hf_tokenizer():
         return PreTrainedTokenizerFast.from_pretrained(d)
 
 
-LOOPS = {"plain": loop_plain, "driftlab": loop_driftlab, "driftlab-bf16": loop_bf16,
-         "hf-trainer": loop_hf, "trl-sft": loop_trl}
+def loop_trl_bf16(data: PackedLM, steps: int) -> list[float]:
+    return loop_trl(data, steps, bf16=True)
+
+
+LOOPS = {"plain": loop_plain, "driftlab": loop_driftlab, "hf-trainer": loop_hf, "trl-sft": loop_trl,
+         "driftlab-compile": loop_compiled, "driftlab-bf16": loop_bf16, "trl-sft-bf16": loop_trl_bf16}
 
 
 # ---------------------------------------------------------------- main
@@ -220,7 +239,7 @@ def default_run_timing() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=8, help="timed steps per repetition (after 2 warm-up)")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per repetition (after 2 warm-up)")
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--no-run", action="store_true", help="skip timing the default driftlab run")
     args = ap.parse_args()

@@ -187,7 +187,7 @@ class MeasureConfig(Strict):
     split_from: str | None = Field(
         None, description="stage whose trained domains form the 'trained' split (default: first alignment stage)"
     )
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(64, ge=1, description="sequences per measurement forward pass")
 
 
 class ExperimentConfig(Strict):
@@ -195,6 +195,7 @@ class ExperimentConfig(Strict):
     description: str = ""
     seed: int = 0
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on matmuls (opt-in)")
+    compile: bool = Field(False, description="torch.compile the training step (pays off on larger models)")
     threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
     world: WorldConfig = WorldConfig()
     model: ModelConfig = ModelConfig()

@@ -127,7 +127,8 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             if on_step is not None:
                 on_step(index, step, loss)
 
-        train_stage(model, stage, data, state.optimizer, state.save, start, cfg.precision, step_hook)
+        train_stage(model, stage, data, state.optimizer, state.save, start, cfg.precision, step_hook,
+                    compile=cfg.compile)
         reporter.stage_end(index, stage.name)
         state.pos = state.pos.next_stage()
     # wall-clock facts stay out of metrics.parquet, which must be deterministic

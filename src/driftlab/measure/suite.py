@@ -25,7 +25,7 @@ from driftlab.world.generator import PersonaWorld
 from driftlab.world.tokenizer import WorldTokenizer
 
 EVAL_SEED = 20251124  # eval items are the same for every run seed, so runs compare item for item
-HELDOUT_DOCS = 64
+HELDOUT_DOCS = 32
 
 
 @dataclass

@@ -66,8 +66,14 @@ def train_stage(
     start: Progress | None = None,
     precision: str = "fp32",
     on_step: Callable[[int, float], None] | None = None,
+    compile: bool = False,
 ) -> Progress:
-    """Train ``model`` from ``start.step`` to ``stage.steps``; call ``on_checkpoint`` on schedule."""
+    """Train ``model`` from ``start.step`` to ``stage.steps``; call ``on_checkpoint`` on schedule.
+
+    ``compile`` runs the training forward/backward through ``torch.compile`` (same parameters;
+    measurements in ``on_checkpoint`` still see the eager model).
+    """
+    forward = torch.compile(model) if compile else model
     objective = get_objective(stage.objective_name)
     checkpoints = set(checkpoint_steps(stage))
     state = Progress(**vars(start)) if start else Progress()
@@ -83,7 +89,7 @@ def train_stage(
         step_loss = 0.0
         for batch in micro:
             with autocast(precision):
-                logits = model(input_ids=batch.input_ids).logits  # (B, T, V)
+                logits = forward(input_ids=batch.input_ids).logits  # (B, T, V)
             loss = objective(logits, batch) / n_targets
             loss.backward()
             step_loss += loss.item()
