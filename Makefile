@@ -22,9 +22,12 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-bench: setup
-	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev,bench]"
+bench: setup $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/bench.py
+
+$(VENV)/.bench-installed: pyproject.toml
+	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev,bench]"
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

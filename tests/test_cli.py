@@ -42,7 +42,12 @@ def test_world_write_then_train_on_the_jsonl(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 50 and lines[0]["prompt"].endswith("chose")
+    docs = tmp_path / "docs.jsonl"
+    assert run_cli("world", "write", "pretrain", "--out", str(docs), "--n", "40").returncode == 0
+    records = [json.loads(line) for line in docs.read_text().splitlines()]
+    assert {"text", "kind", "persona", "choices"} <= set(records[0])
     data = tiny_dict()
+    data["stages"][0]["data"] = {"source": "jsonl", "path": str(docs)}
     data["stages"][1]["data"] = {"source": "jsonl", "path": str(out)}
     result = run_cli("run", str(write(tmp_path, data)), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
