@@ -63,10 +63,10 @@ class RichReporter:
                          and r["domain"] == "all" and r["split"] == "all"), float("nan"))
         cap = next((r["value"] for r in rows if r["metric"] == "capability_acc" and r["split"] == "all"), float("nan"))
         self.progress.console.print(
-            f"  {name} step {step:>6}: bits assistant {pick('bits_aligned', 'assistant'):+.2f}, "
-            f"good {pick('bits_aligned', 'good_evidence'):+.2f}, bad {pick('bits_aligned', 'bad_evidence'):+.2f}, "
-            f"Bayes gap {pick('bayes_gap_bits', 'good_evidence'):.2f}/{pick('bayes_gap_bits', 'bad_evidence'):.2f}, "
-            f"capability {cap:.2f}", highlight=False)
+            f"  {name:<10} {step:>6}  bits: assistant {pick('bits_aligned', 'assistant'):+.2f}"
+            f"  good {pick('bits_aligned', 'good_evidence'):+.2f}  bad {pick('bits_aligned', 'bad_evidence'):+.2f}"
+            f"  gap {pick('bayes_gap_bits', 'good_evidence'):.2f}/{pick('bayes_gap_bits', 'bad_evidence'):.2f}"
+            f"  cap {cap:.2f}", highlight=False)
 
     def stage_end(self, index: int, name: str) -> None:
         pass
