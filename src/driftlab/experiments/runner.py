@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
@@ -27,6 +27,7 @@ from driftlab.runs.atomic import write_json
 from driftlab.runs.checkpoint import (
     load_optimizer,
     load_weights,
+    optimizer_metadata,
     read_meta,
     save_checkpoint,
     save_optimizer,
@@ -185,15 +186,7 @@ def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module)
     """The last complete checkpoint (weights loaded into ``model``), or the start of the run."""
     if not run.resume_path.exists():
         return Position(), None
-    import json
-
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(run.resume_path), framework="pt") as f:
-            extra: dict[str, Any] = json.loads((f.metadata() or {})["extra"])
-    except Exception as e:
-        raise CheckpointError(f"{run.resume_path}: unreadable resume state: {e}") from None
+    _, extra = optimizer_metadata(run.resume_path)
     pos = Position(**extra)
     weights = run.root / str(pos.checkpoint)
     meta = read_meta(weights)

@@ -94,19 +94,22 @@ def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: di
     save_tensors(path, tensors, meta)
 
 
-def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def optimizer_metadata(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(param_groups, extra) stored by ``save_optimizer``, without loading the tensors."""
     from safetensors import safe_open
 
-    tensors = load_tensors(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
     try:
-        groups = json.loads(meta["param_groups"])
-        extra = json.loads(meta["extra"])
-    except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: optimizer metadata missing or corrupt") from None
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta["param_groups"]), json.loads(meta["extra"])
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: optimizer state missing, truncated or corrupt: {e}") from None
+
+
+def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    groups, extra = optimizer_metadata(path)
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
+    for key, value in load_tensors(path).items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     try:

@@ -65,8 +65,8 @@ class PackedLM:
 class Completions:
     def __init__(self, examples: list[tuple[list[int], list[int]]], seq_len: int, pad: int, seed: int):
         self.examples = [(p + c)[-seq_len:] for p, c in examples]
-        self.n_prompt = [max(len(p) - (len(p) + len(c) - len(e)), 0)
-                         for (p, c), e in zip(examples, self.examples)]
+        # prompt tokens left after truncating from the left (the completion is kept whole if it fits)
+        self.n_prompt = [max(len(e) - len(c), 0) for (_, c), e in zip(examples, self.examples)]
         self.pad = pad
         self.order = SeededOrder(len(examples), seed)
 
