@@ -61,12 +61,20 @@ class RichReporter:
         def pick(metric: str, context: str) -> float:
             return next((r["value"] for r in rows if r["metric"] == metric and r["context"] == context
                          and r["domain"] == "all" and r["split"] == "all"), float("nan"))
+        def probe(regime: str) -> str:
+            v = next((r["value"] for r in rows if r["metric"] == "probe_auroc" and r["context"] == regime
+                      and r["domain"] == "persona" and r["split"] == "all"), None)
+            return "  -  " if v is None else f"{v:.2f}"
         cap = next((r["value"] for r in rows if r["metric"] == "capability_acc" and r["split"] == "all"), float("nan"))
+        site = next((r["site"] for r in rows if r["metric"] == "probe_auroc"), None)
+        proj = next((r["value"] for r in rows if r["metric"] == "persona_projection_rel" and r["site"] == site
+                     and r["context"] == "assistant" and r["split"] == "all"), float("nan"))
         self.progress.console.print(
             f"  {name:<10} {step:>6}  bits: assistant {pick('bits_aligned', 'assistant'):+.2f}"
             f"  good {pick('bits_aligned', 'good_evidence'):+.2f}  bad {pick('bits_aligned', 'bad_evidence'):+.2f}"
             f"  gap {pick('bayes_gap_bits', 'good_evidence'):.2f}/{pick('bayes_gap_bits', 'bad_evidence'):.2f}"
-            f"  cap {cap:.2f}", highlight=False)
+            f"  cap {cap:.2f}  proj {proj:+.2f}  probe refit {probe('refit')} frozen {probe('frozen')}",
+            highlight=False)
 
     def stage_end(self, index: int, name: str) -> None:
         pass
@@ -113,7 +121,7 @@ def _print_summary(metrics_path: Path) -> None:
     from driftlab.experiments.summary import ROWS
 
     stages = summarize(metrics_path)
-    table = Table(title="Behaviour at the end of each stage (from metrics.parquet)", title_justify="left")
+    table = Table(title="Behaviour, internals and weights at the end of each stage (from metrics.parquet)", title_justify="left")
     table.add_column("")
     for stage in stages:
         table.add_column(stage["stage"], justify="right")
@@ -129,7 +137,7 @@ def _fmt(key: str, value) -> str:
         return "-"
     if key == "tokens":
         return f"{value / 1e6:.2f}M" if value >= 1e5 else str(value)
-    if key.startswith("bits") or key.startswith("bayes"):
+    if key.startswith(("bits", "bayes", "proj")):
         return f"{value:+.2f}"
     return f"{value:.3f}"
 

@@ -180,6 +180,15 @@ class ModelConfig(Strict):
         return self
 
 
+class ConceptSource(Strict):
+    """A concept to probe for, from JSONL files of ``{"prompt": "...", "label": 0 | 1}``: the
+    activation is read at the prompt's last token."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    train: str = Field(description="JSONL the probe is fitted on")
+    eval: str = Field(description="JSONL the probe is scored on (held out)")
+
+
 class MeasureConfig(Strict):
     items_per_domain: int = Field(32, ge=1, description="behaviour items per domain and context")
     evidence_episodes: int = Field(3, ge=1, description="episodes of evidence in the good/bad contexts")
@@ -188,6 +197,17 @@ class MeasureConfig(Strict):
         None, description="stage whose trained domains form the 'trained' split (default: first alignment stage)"
     )
     batch_size: int = Field(64, ge=1, description="sequences per measurement forward pass")
+    reference: str | None = Field(
+        None, description="stage whose last checkpoint is the reference for cosines, distances, KL and the "
+                          "frozen probe (default: the first alignment stage, else the first stage)"
+    )
+    probe_layer: int = Field(-1, description="layer whose residual stream the probes read (negative: from the end)")
+    probe_items_per_domain: int = Field(16, ge=1, description="persona probe training items per domain and label")
+    concept_items: int = Field(64, ge=2, description="items per split for the 'answer_correct' concept probe")
+    cotrain: bool = Field(True, description="train a probe alongside the model at every step after the reference")
+    cotrain_batch: int = Field(16, ge=2, description="fresh items per concept per step for the co-trained probe")
+    cotrain_lr: float = Field(0.05, gt=0, description="co-trained probe step size (standardised features)")
+    concepts: list[ConceptSource] = Field([], description="extra probe concepts from labelled JSONL prompts")
 
 
 class ExperimentConfig(Strict):
@@ -210,6 +230,14 @@ class ExperimentConfig(Strict):
             raise ValueError(f"stage names must be unique, got {names}")
         if self.measure.split_from is not None and self.measure.split_from not in names:
             raise ValueError(f"measure.split_from names no stage: {self.measure.split_from!r}")
+        if self.measure.reference is not None and self.measure.reference not in names:
+            raise ValueError(f"measure.reference names no stage: {self.measure.reference!r} (stages: {names})")
+        if not -self.model.n_layers <= self.measure.probe_layer < self.model.n_layers:
+            raise ValueError(f"measure.probe_layer {self.measure.probe_layer} is outside the model's "
+                             f"{self.model.n_layers} layers")
+        concept_names = [c.name for c in self.measure.concepts]
+        if len(set(concept_names)) != len(concept_names) or {"persona", "answer_correct"} & set(concept_names):
+            raise ValueError(f"measure.concepts names must be unique and not persona/answer_correct: {concept_names}")
         for s in self.stages:
             if s.kind == "pretrain" and s.seq_len > self.model.max_seq_len:
                 raise ValueError(f"stage {s.name!r}: seq_len {s.seq_len} > model.max_seq_len")
@@ -223,6 +251,17 @@ class ExperimentConfig(Strict):
             ):
                 return s
         return None
+
+    def reference_index(self) -> int:
+        """Index of the stage whose last checkpoint is the reference."""
+        names = [s.name for s in self.stages]
+        if self.measure.reference is not None:
+            return names.index(self.measure.reference)
+        stage = self.split_stage()
+        return names.index(stage.name) if stage is not None else 0
+
+    def probe_layer(self) -> int:
+        return self.measure.probe_layer % self.model.n_layers
 
     def trained_domains(self) -> list[str]:
         stage = self.split_stage()

@@ -9,6 +9,7 @@ was never killed.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable
@@ -25,12 +26,16 @@ from driftlab.measure.suite import MeasurementSuite
 from driftlab.models.tiny import build_tiny_llama
 from driftlab.runs.atomic import write_json
 from driftlab.runs.checkpoint import (
+    artifact_path,
+    checkpoint_name,
     load_optimizer,
+    load_tensors,
     load_weights,
     optimizer_metadata,
     read_meta,
     save_checkpoint,
     save_optimizer,
+    save_tensors,
 )
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.rundir import RunDir
@@ -108,7 +113,11 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
     model = build_tiny_llama(cfg.model, len(tokenizer), tokenizer.pad_id, tokenizer.bos_id,
                              tokenizer.eos_id, seed=derive_seed(cfg.seed, "init") % 2**31)
     pos, opt_path = _resume_position(run, cfg, model)
-    state = _Checkpointer(run, cfg, model, MeasurementSuite(cfg, tokenizer), reporter, pos)
+    suite = MeasurementSuite(cfg, tokenizer)
+    state = _Checkpointer(run, cfg, model, suite, reporter, pos)
+    if pos.checkpoint is not None:
+        _restore_anchors(run, cfg, model, suite, pos)
+    cotrain_after = cfg.reference_index() if cfg.measure.cotrain else len(cfg.stages)
     for index in range(pos.stage_index, len(cfg.stages)):
         stage = cfg.stages[index]
         if state.pos.step >= stage.steps:  # finished before the run was killed
@@ -122,8 +131,14 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
         reporter.stage_start(index, stage.name, stage.steps, start.step)
         if state.pos.checkpoint is None:
             state.save(CheckpointEvent(0, 0, float("nan"), 0.0))  # the initial model
+        elif state.pos.step == 0:  # the weights the stage starts from are the last checkpoint's
+            suite.set_anchor("stage_start", model, state.pos.checkpoint)
 
         def step_hook(step: int, loss: float, index: int = index) -> None:
+            if index > cotrain_after:
+                t0 = time.perf_counter()
+                suite.cotrain_step(model, (index, step))
+                state.timings["cotrain_s"] += time.perf_counter() - t0
             reporter.step(step, loss)
             if on_step is not None:
                 on_step(index, step, loss)
@@ -144,7 +159,8 @@ class _Checkpointer:
         self.run, self.cfg, self.model, self.suite, self.reporter = run, cfg, model, suite, reporter
         self.pos = pos
         self.optimizer: torch.optim.Optimizer | None = None
-        self.timings = {"measure_s": 0.0, "checkpoints": 0}
+        self.timings = {"measure_s": 0.0, "cotrain_s": 0.0, "checkpoints": 0}
+        self.reference = cfg.reference_index()
         self.store = MetricsStore(run.metrics_path)
         self.store.truncate_after(pos.global_step if pos.checkpoint else -1)
 
@@ -159,9 +175,15 @@ class _Checkpointer:
             "parent": pos.checkpoint,
         })
         here.checkpoint = str(path.relative_to(self.run.root))
+        anchors = []
+        if here.global_step == 0:
+            anchors.append("stage_start")
+        if here.stage_index == self.reference and ev.step == stage.steps:
+            anchors.append("reference")
         t0 = time.perf_counter()
-        rows = self.suite(self.model)
+        rows = self.suite(self.model, here.checkpoint, tuple(anchors))
         self.timings["measure_s"] += time.perf_counter() - t0
+        save_tensors(artifact_path(path), self.suite.artifacts(), {"checkpoint": path.name})
         self.timings["checkpoints"] += 1
         if ev.step > 0:
             rows += [metric_row("train_loss", ev.train_loss), metric_row("lr", ev.lr)]
@@ -180,6 +202,33 @@ def _tokenizer(run: RunDir) -> WorldTokenizer:
     tokenizer = WorldTokenizer.build()
     tokenizer.save(run.tokenizer_dir)
     return tokenizer
+
+
+def _restore_anchors(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module, suite: MeasurementSuite,
+                     pos: Position) -> None:
+    """After a resume: the anchors and co-trained probes exactly as the killed run had them."""
+    scratch = None
+
+    def at(path: Path) -> torch.nn.Module:
+        nonlocal scratch
+        scratch = scratch or copy.deepcopy(model)
+        load_weights(path, scratch)
+        return scratch
+
+    def stage_end(index: int) -> Path:
+        stage = cfg.stages[index]
+        return run.stage_dir(index, stage.name) / f"{checkpoint_name(stage.steps)}.safetensors"
+
+    ref = cfg.reference_index()
+    if pos.stage_index > ref or (pos.stage_index == ref and pos.step == cfg.stages[ref].steps):
+        path = stage_end(ref)
+        suite.set_anchor("reference", at(path), str(path.relative_to(run.root)))
+    if 0 < pos.step < cfg.stages[pos.stage_index].steps:  # mid-stage: where this stage started
+        index = pos.stage_index
+        path = (stage_end(index - 1) if index > 0
+                else run.stage_dir(0, cfg.stages[0].name) / f"{checkpoint_name(0)}.safetensors")
+        suite.set_anchor("stage_start", at(path), str(path.relative_to(run.root)))
+    suite.restore_cotrained(load_tensors(artifact_path(run.root / str(pos.checkpoint))))
 
 
 def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module) -> tuple[Position, Path | None]:

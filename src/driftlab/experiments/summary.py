@@ -21,8 +21,19 @@ select e.stage, any_value(m.tokens) as tokens,
   avg(value) filter (metric = 'bits_aligned' and context = 'good_evidence' and domain = 'all' and split = 'all') as bits_good,
   avg(value) filter (metric = 'bits_aligned' and context = 'bad_evidence' and domain = 'all' and split = 'all') as bits_bad,
   avg(value) filter (metric = 'bayes_gap_bits' and context in ('good_evidence', 'bad_evidence') and domain = 'all' and split = 'all') as gap_evidence,
-  avg(value) filter (metric = 'capability_acc' and split = 'all') as capability
-from ends e join m on m.stage_index = greatest(e.stage_index, 0) and m.step = e.step
+  avg(value) filter (metric = 'capability_acc' and split = 'all') as capability,
+  avg(value) filter (metric = 'persona_projection_rel' and context = 'assistant' and split = 'all' and m.site = p.probe_site) as proj_assistant,
+  avg(value) filter (metric = 'persona_cosine' and context = 'reference' and m.site = p.probe_site) as cos_reference,
+  avg(value) filter (metric = 'probe_auroc' and context = 'refit' and domain = 'persona' and split = 'all') as probe_refit,
+  avg(value) filter (metric = 'probe_auroc' and context = 'frozen' and domain = 'persona' and split = 'all') as probe_frozen,
+  avg(value) filter (metric = 'probe_auroc' and context = 'cotrained' and domain = 'persona' and split = 'all') as probe_cotrained,
+  avg(value) filter (metric = 'probe_auroc' and context = 'shuffled' and domain = 'persona' and split = 'all') as probe_shuffled,
+  avg(value) filter (metric = 'probe_auroc' and context = 'random' and domain = 'persona' and split = 'all') as probe_random,
+  avg(value) filter (metric = 'weight_rel_l2' and context = 'stage_start' and m.site = 'all') as update_rel,
+  avg(value) filter (metric = 'weight_rel_l2' and context = 'reference' and m.site = 'all') as dist_reference,
+  avg(value) filter (metric = 'output_kl' and context = 'reference' and domain = 'text') as kl_reference
+from ends e
+cross join (select coalesce(any_value(site), '') as probe_site from m where metric = 'probe_auroc') p join m on m.stage_index = greatest(e.stage_index, 0) and m.step = e.step
 group by e.stage, e.stage_index order by e.stage_index
 """
 
@@ -37,6 +48,16 @@ ROWS = {  # summary key -> label, in display order
     "bits_bad": "bits | bad evidence",
     "gap_evidence": "  gap to Bayes (good, bad)",
     "capability": "capability exact match",
+    "proj_assistant": "persona proj., assistant (0 bad, 1 good)",
+    "cos_reference": "  cosine to reference direction",
+    "probe_refit": "persona probe AUROC, refit",
+    "probe_frozen": "  frozen at reference",
+    "probe_cotrained": "  co-trained",
+    "probe_shuffled": "  control: shuffled labels",
+    "probe_random": "  control: random direction",
+    "update_rel": "weights moved in stage (rel. L2)",
+    "dist_reference": "  distance from reference (rel. L2)",
+    "kl_reference": "KL to reference, neutral text (nats)",
 }
 
 

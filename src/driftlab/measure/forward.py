@@ -1,10 +1,14 @@
-"""Batched, padding-aware forward passes for measurement (no gradients, weights untouched)."""
+"""Batched, padding-aware forward passes for measurement (no gradients, weights untouched), and the
+prompt bank that reads every last-position item of a checkpoint in one pass."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
+
+from driftlab.models.hooks import capture
 
 
 @torch.no_grad()
@@ -25,3 +29,57 @@ def forward_batches(model: torch.nn.Module, seqs: list[list[int]], batch_size: i
             ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
         yield idx, model(input_ids=ids).logits.float()
     model.train(was_training)
+
+
+@dataclass
+class BankReading:
+    """One pass over a ``PromptBank``: last-position logits and residual activations per item."""
+
+    logits: torch.Tensor  # (N, V) at each unique sequence's last position
+    acts: torch.Tensor  # (N, L, d) at the last position, one slice per site
+    sites: list[str]
+    index: dict[str, torch.Tensor]  # set name -> rows of the unique sequences
+
+    def take(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.index[name]
+        return self.logits[idx], self.acts[idx]
+
+
+class PromptBank:
+    """Named sets of prompts read at their last position, deduplicated, run in one batched pass.
+
+    Behaviour items, probe training sets and concept sets share this one pass, so a checkpoint's
+    behaviour and internals come from the same forward computation.
+    """
+
+    def __init__(self) -> None:
+        self.seqs: list[list[int]] = []
+        self._where: dict[tuple[int, ...], int] = {}
+        self.index: dict[str, torch.Tensor] = {}
+
+    def add(self, name: str, seqs: list[list[int]]) -> None:
+        rows = []
+        for seq in seqs:
+            key = tuple(seq)
+            if key not in self._where:
+                self._where[key] = len(self.seqs)
+                self.seqs.append(list(seq))
+            rows.append(self._where[key])
+        self.index[name] = torch.tensor(rows, dtype=torch.long)
+
+    @torch.no_grad()
+    def read(self, model: torch.nn.Module, sites: list[str], batch_size: int, pad: int) -> BankReading:
+        logits_out: torch.Tensor | None = None
+        acts = torch.empty(0)
+        with capture(model, sites) as cache:
+            for idx, logits in forward_batches(model, self.seqs, batch_size, pad):
+                rows = torch.arange(len(idx))
+                last = torch.tensor([len(self.seqs[i]) - 1 for i in idx])
+                sel = torch.tensor(idx)
+                if logits_out is None:
+                    logits_out = torch.empty(len(self.seqs), logits.shape[-1])
+                    acts = torch.empty(len(self.seqs), len(sites), cache[sites[0]].shape[-1])
+                logits_out[sel] = logits[rows, last]
+                acts[sel] = torch.stack([cache[s][rows, last].float() for s in sites], 1)
+        assert logits_out is not None, "empty prompt bank"
+        return BankReading(logits_out, acts, list(sites), self.index)

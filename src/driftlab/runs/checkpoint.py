@@ -22,6 +22,12 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}"
 
 
+def artifact_path(weights: str | Path, kind: str = "internals") -> Path:
+    """Where a checkpoint's measurement artifacts live: ``step-NNNNNNN.internals.safetensors``."""
+    weights = Path(weights)
+    return weights.with_name(f"{weights.stem}.{kind}.safetensors")
+
+
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

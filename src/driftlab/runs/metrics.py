@@ -1,7 +1,9 @@
 """The metrics table: long format, one row per checkpoint × metric × slice, stored as Parquet.
 
 Columns: run, seed, stage, stage_index, step, global_step, tokens, metric, context, domain, split,
-value. Query it with DuckDB: ``select * from 'runs/x/metrics.parquet' where metric='p_aligned'``.
+site, value. ``site`` says where in the model an internal or weight metric was read (a hook point
+such as ``layers.1.resid_post`` or a module group such as ``layers.0.mlp``); it is null for
+behaviour metrics. Query it with DuckDB: ``select * from 'runs/x/metrics.parquet' where metric='p_aligned'``.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ SCHEMA = pa.schema([
     ("context", pa.string()),
     ("domain", pa.string()),
     ("split", pa.string()),
+    ("site", pa.string()),
     ("value", pa.float64()),
 ])
 COLUMNS = SCHEMA.names
 
 
 def metric_row(metric: str, value: float, context: str | None = None, domain: str | None = None,
-               split: str | None = None) -> dict[str, Any]:
+               split: str | None = None, site: str | None = None) -> dict[str, Any]:
     """A measurement's part of a row; the store adds where in the run it was taken."""
-    return {"metric": metric, "value": float(value), "context": context, "domain": domain, "split": split}
+    return {"metric": metric, "value": float(value), "context": context, "domain": domain, "split": split,
+            "site": site}
 
 
 class MetricsStore:
