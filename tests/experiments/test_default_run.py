@@ -11,7 +11,7 @@ def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_pat
     out = tmp_path / "default"
     result = run_cli("run", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Behaviour at the end of each stage" in result.stdout  # the summary table was printed
+    assert "at the end of each stage" in result.stdout  # the summary table was printed
     metrics = out / "metrics.parquet"
     # held-out documents, end of pre-training: |model bits - Bayes bits| per item, averaged
     gaps = dict(duckdb.sql(f"""

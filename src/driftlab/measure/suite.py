@@ -36,7 +36,13 @@ from driftlab.measure.weights import output_kl_rows, snapshot, weight_rows
 from driftlab.registry import Registry
 from driftlab.runs.metrics import metric_row
 from driftlab.world.capability import arithmetic_task
-from driftlab.world.corpus import CONTEXTS, behaviour_prompts, capability_prompts, derive_seed, read_jsonl
+from driftlab.world.corpus import (
+    CONTEXTS,
+    behaviour_prompts,
+    capability_prompts,
+    derive_seed,
+    read_jsonl,
+)
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.generator import PersonaWorld
 from driftlab.world.tokenizer import WorldTokenizer
@@ -107,7 +113,7 @@ class Checkpoint:
     items: EvalItems
     obs: Observation
     directions: PersonaDirections  # fitted now, on the persona training items
-    probes: dict[str, dict[str, LinearProbe]]  # concept -> regime -> probe
+    probes: dict[str, dict[str, LinearProbe | list[LinearProbe]]]  # concept -> regime -> probe(s)
     anchors: dict[str, Anchor]
     sites: list[str]
     probe_layer: int
@@ -167,7 +173,15 @@ def persona(c: Checkpoint) -> list[dict]:
 @measurement("probes")
 def probes(c: Checkpoint) -> list[dict]:
     """AUROC and accuracy of every probe regime on each concept's held-out items; for the persona,
-    also the probability each regime gives the assistant (no evidence) of the good persona."""
+    also the probability each regime gives the assistant (no evidence) of the good persona.
+
+    Regimes: ``refit`` (fitted at this checkpoint), ``frozen`` (fitted at the reference, never
+    updated), ``cotrained`` (started from the frozen one, one step per training step since),
+    and two controls: ``shuffled`` (fitted here on permuted labels: chance, 0.5, if nothing leaks)
+    and ``random`` — 16 fixed untrained directions, each read with whichever sign separates better,
+    averaged: 0.5 when the concept is not linearly salient, high when even a random direction
+    separates it, which is what a trained probe's AUROC has to be read against.
+    """
     site = c.sites[c.probe_layer]
     rows = []
     for name, concept in c.items.concepts.items():
@@ -178,16 +192,22 @@ def probes(c: Checkpoint) -> list[dict]:
         for s in sorted(set(concept.eval_splits)):
             splits[s] = torch.tensor([e == s for e in concept.eval_splits])
         for regime, probe in c.probes[name].items():
-            logits = probe.logits(x)
             for split, mask in splits.items():
-                rows.append(metric_row("probe_auroc", auroc(logits[mask], y[mask]), regime, name, split, site))
-                rows.append(metric_row("probe_acc", accuracy(logits[mask], y[mask]), regime, name, split, site))
+                if isinstance(probe, list):  # untrained directions: how well one separates, either sign
+                    scores = [p.logits(x[mask]) for p in probe]
+                    a = sum(max(auroc(s, y[mask]), 1 - auroc(s, y[mask])) for s in scores) / len(scores)
+                    acc = sum(max(accuracy(s, y[mask]), 1 - accuracy(s, y[mask])) for s in scores) / len(scores)
+                else:
+                    logits = probe.logits(x[mask])
+                    a, acc = auroc(logits, y[mask]), accuracy(logits, y[mask])
+                rows.append(metric_row("probe_auroc", a, regime, name, split, site))
+                rows.append(metric_row("probe_acc", acc, regime, name, split, site))
     if "persona" in c.probes:
         _, acts = c.obs.reading.take("behaviour")
         assistant = torch.tensor([p.context == "assistant" for p in c.items.behaviour.prompts])
         x = acts[assistant, c.probe_layer]
         for regime, probe in c.probes["persona"].items():
-            if regime in ("refit", "frozen", "cotrained"):
+            if isinstance(probe, LinearProbe) and regime in ("refit", "frozen", "cotrained"):
                 p_good = torch.sigmoid(probe.logits(x)).mean()
                 rows.append(metric_row("probe_assistant_p_good", p_good, regime, "persona", "all", site))
     return rows
@@ -299,9 +319,13 @@ def _shuffled(y: torch.Tensor, name: str) -> torch.Tensor:
     return y[torch.randperm(len(y), generator=g)]
 
 
-def _random_direction(d: int, name: str) -> torch.Tensor:
+RANDOM_DIRECTIONS = 16
+
+
+def _random_directions(d: int, name: str) -> torch.Tensor:
+    """(RANDOM_DIRECTIONS, d) fixed random directions, the same at every checkpoint."""
     g = torch.Generator().manual_seed(derive_seed(EVAL_SEED, "random_direction", name) % 2**63)
-    return torch.randn(d, generator=g)
+    return torch.randn(RANDOM_DIRECTIONS, d, generator=g)
 
 
 class MeasurementSuite:
@@ -373,7 +397,7 @@ class MeasurementSuite:
             regimes[name] = {
                 "refit": refit[name],
                 "shuffled": LinearProbe.fit(x, _shuffled(c.train_labels, name)),
-                "random": LinearProbe.direction(_random_direction(x.shape[1], name), x),
+                "random": [LinearProbe.direction(v, x) for v in _random_directions(x.shape[1], name)],
             }
             if "reference" in self.anchors:
                 regimes[name]["frozen"] = self.anchors["reference"].probes[name]
