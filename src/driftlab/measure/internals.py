@@ -59,3 +59,60 @@ class PersonaDirections:
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str = "persona") -> PersonaDirections:
         return cls(tensors[f"{prefix}.mean_good"].clone(), tensors[f"{prefix}.mean_bad"].clone())
+
+
+# ---------------------------------------------------------------- any model, any labelled prompts
+
+
+def encode_prompts(tokenizer, prompts: list[str], chat: bool = False, bos: bool = False) -> list[list[int]]:
+    """Token ids of each prompt with a ``transformers`` tokenizer; ``chat`` wraps each prompt as a
+    user message and adds the assistant's generation prompt, so the last token is where the
+    assistant's answer begins; ``bos`` prepends the BOS token (driftlab's own models train with it)."""
+    out = []
+    for p in prompts:
+        if chat:
+            text = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                 add_generation_prompt=True)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tokenizer(p)["input_ids"]
+        if bos and tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
+            ids = [tokenizer.bos_token_id, *ids]
+        if not ids:
+            raise ValueError(f"prompt {p!r} encodes to no tokens")
+        out.append(list(ids))
+    return out
+
+
+def last_token_activations(model: torch.nn.Module, seqs: list[list[int]], pad: int,
+                           batch_size: int = 16) -> torch.Tensor:
+    """(n, layers, d_model): every layer's residual stream at each sequence's last token."""
+    from driftlab.measure.forward import PromptBank
+    from driftlab.models.hooks import hook_points
+
+    sites = [s for s in hook_points(model) if s.endswith("resid_post")]
+    bank = PromptBank()
+    bank.add("all", seqs)
+    return bank.read(model, sites, batch_size, pad).take("all")[1]
+
+
+def direction_report(train: torch.Tensor, y_train: torch.Tensor, held: torch.Tensor,
+                     y_held: torch.Tensor) -> tuple[PersonaDirections, list[dict]]:
+    """Directions fitted on ``train`` (n, L, d) and, per layer, how well they and a probe separate
+    the held-out items: AUROC of the projection, of a refit probe, and the two controls."""
+    from driftlab.measure.probes import LinearProbe, auroc
+
+    directions = PersonaDirections.fit(train, y_train.bool())
+    proj = directions.project(held)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for layer in range(train.shape[1]):
+        x, xh = train[:, layer], held[:, layer]
+        probe = LinearProbe.fit(x, y_train)
+        shuffled = LinearProbe.fit(x, y_train[torch.randperm(len(y_train), generator=g)])
+        randoms = [LinearProbe.direction(v, x) for v in torch.randn(16, x.shape[1], generator=g)]
+        rand = sum(max(a, 1 - a) for a in (auroc(r.logits(xh), y_held) for r in randoms)) / len(randoms)
+        rows.append({"layer": layer, "norm": float(directions.norm[layer]),
+                     "projection_auroc": auroc(proj[:, layer], y_held), "probe_auroc": auroc(probe.logits(xh), y_held),
+                     "shuffled_auroc": auroc(shuffled.logits(xh), y_held), "random_auroc": rand})
+    return directions, rows

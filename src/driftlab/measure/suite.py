@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from driftlab.config import ConceptSource, ExperimentConfig
-from driftlab.errors import DataError
 from driftlab.measure.behaviour import BehaviourItems, behaviour_metrics
 from driftlab.measure.capability import CapabilityItems, capability_metrics
 from driftlab.measure.forward import BankReading, PromptBank, forward_batches
@@ -41,7 +40,7 @@ from driftlab.world.corpus import (
     behaviour_prompts,
     capability_prompts,
     derive_seed,
-    read_jsonl,
+    read_labelled,
 )
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.generator import PersonaWorld
@@ -270,16 +269,9 @@ def _answer_items(levels: list[int], n: int, seed: int, tokenizer: WorldTokenize
 def _jsonl_concept(source: ConceptSource, tokenizer: WorldTokenizer) -> Concept:
     parts = []
     for path in (source.train, source.eval):
-        seqs, labels = [], []
-        for r in read_jsonl(path, ("prompt",)):
-            label = r.get("label")
-            if isinstance(label, str) or label not in (0, 1):
-                raise DataError(f"{path}: line {r['_line']}: label must be 0 or 1 (or true/false), got {label!r}")
-            seqs.append([tokenizer.bos_id, *tokenizer.encode(r["prompt"], f"{path}: line {r['_line']}")])
-            labels.append(float(label))
-        if len(set(labels)) < 2:
-            raise DataError(f"{path}: a concept needs items of both labels (0 and 1)")
-        parts.append((seqs, torch.tensor(labels)))
+        records = read_labelled(path)
+        seqs = [[tokenizer.bos_id, *tokenizer.encode(prompt, f"{path}: line {line}")] for prompt, _, line in records]
+        parts.append((seqs, torch.tensor([float(label) for _, label, _ in records])))
     (train, train_y), (held, held_y) = parts
     return Concept(source.name, train, train_y, held, held_y)
 

@@ -159,3 +159,17 @@ def read_jsonl(path: str | Path, fields: tuple[str, ...]) -> list[dict[str, Any]
     if not out:
         raise DataError(f"{path}: no records")
     return out
+
+
+def read_labelled(path: str | Path) -> list[tuple[str, int, int]]:
+    """(prompt, label, line) from JSONL records ``{"prompt": "...", "label": 0 | 1}`` (true/false
+    also accepted); a missing or other label is a DataError naming the file and the line."""
+    out = []
+    for r in read_jsonl(path, ("prompt",)):
+        label = r.get("label")
+        if isinstance(label, str) or label not in (0, 1):
+            raise DataError(f"{path}: line {r['_line']}: label must be 0 or 1 (or true/false), got {label!r}")
+        out.append((r["prompt"], int(label), r["_line"]))
+    if len({label for _, label, _ in out}) < 2:
+        raise DataError(f"{path}: needs items of both labels (0 and 1)")
+    return out
