@@ -228,15 +228,61 @@ LOOPS = {"plain": loop_plain, "driftlab": loop_driftlab, "hf-trainer": loop_hf, 
 
 
 def default_run_timing() -> dict:
-    """Wall time of the default `driftlab run`, and the share spent measuring checkpoints."""
+    """Wall time of the default `driftlab run`, the share spent measuring checkpoints, and the
+    share of it that the internals add (see ``internals_cost``)."""
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "driftlab.cli", "run", "--out", f"{d}/run"], check=True,
                        stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         timings = json.loads(Path(f"{d}/run/timings.json").read_text())
+        timings.update(internals_cost(Path(f"{d}/run")))
     # the child's CPU time is not ours: CpuWatch cannot separate it, so report only the wall time
     return {"wall_s": wall, **timings}
+
+
+def internals_cost(run_dir: Path, reps: int = 5) -> dict:
+    """Seconds per checkpoint of the full measurement suite against behaviour alone (its logits,
+    arithmetic and held-out loss, without probe items, activations, fits or anchors), on the run's
+    last checkpoint; medians of ``reps``."""
+    import torch.nn.functional as F
+
+    from driftlab.experiments import load_run_config
+    from driftlab.measure.behaviour import logit_gaps
+    from driftlab.measure.capability import solved
+    from driftlab.measure.forward import forward_batches
+    from driftlab.measure.suite import MeasurementSuite
+    from driftlab.runs import RunDir
+    from driftlab.runs.checkpoint import load_weights
+
+    run = RunDir(run_dir)
+    cfg = load_run_config(run)
+    tok = WorldTokenizer.load(run.tokenizer_dir)
+    model = build_tiny_llama(cfg.model, len(tok), tok.pad_id, tok.bos_id, tok.eos_id)
+    last = sorted(run.root.glob("checkpoints/*/step-*.json"))[-1].with_suffix(".safetensors")
+    load_weights(last, model)
+    suite = MeasurementSuite(cfg, tok)
+    suite.set_anchor("stage_start", model, "a")
+    suite.set_anchor("reference", model, "a")
+    it = suite.items
+
+    def behaviour_only() -> None:
+        logit_gaps(model, it.behaviour, it.batch_size, it.pad)
+        solved(model, it.capability, it.batch_size, it.pad)
+        for idx, logits in forward_batches(model, it.heldout_docs, it.batch_size, it.pad):
+            for row, i in enumerate(idx):
+                seq = torch.tensor(it.heldout_docs[i])
+                F.cross_entropy(logits[row, : len(seq) - 1], seq[1:])
+
+    def timed(fn) -> float:
+        out = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+        return statistics.median(out)
+
+    return {"behaviour_only_s": timed(behaviour_only), "full_suite_s": timed(lambda: suite(model, "b"))}
 
 
 def main() -> None:
@@ -276,9 +322,15 @@ def main() -> None:
             print(f"{'':<15}{f}")
     if not args.no_run:
         t = default_run_timing()
+        n = max(t["checkpoints"], 1)
         print(f"\ndefault `driftlab run`: {t['wall_s']:.0f} s wall; measuring {t['checkpoints']} checkpoints took "
               f"{t['measure_s']:.1f} s = {100 * t['measure_s'] / t['wall_s']:.1f}% of the run "
-              f"({t['measure_s'] / max(t['checkpoints'], 1):.2f} s per checkpoint)")
+              f"({t['measure_s'] / n:.2f} s per checkpoint)")
+        extra = max(t["full_suite_s"] - t["behaviour_only_s"], 0.0)
+        internals = extra * n + t["cotrain_s"]
+        print(f"internals: {t['full_suite_s']:.2f} s per checkpoint for everything vs {t['behaviour_only_s']:.2f} s "
+              f"for behaviour alone; + {extra:.2f} s x {n} checkpoints + {t['cotrain_s']:.1f} s co-training the "
+              f"probe = {internals:.1f} s = {100 * internals / t['wall_s']:.1f}% of the run (budget 10%)")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,9 @@ def _print_summary(metrics_path: Path) -> None:
     from driftlab.experiments.summary import ROWS
 
     stages = summarize(metrics_path)
-    table = Table(title="Behaviour, internals and weights at the end of each stage (from metrics.parquet)", title_justify="left")
+    table = Table(title="Behaviour, internals and weights at the end of each stage (from metrics.parquet)",
+                  title_justify="left", caption="persona projection: 0 = bad-evidence mean, 1 = good-evidence mean, "
+                  "at the probe layer; probes read held-out items", caption_justify="left")
     table.add_column("")
     for stage in stages:
         table.add_column(stage["stage"], justify="right")

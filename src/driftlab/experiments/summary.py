@@ -48,7 +48,7 @@ ROWS = {  # summary key -> label, in display order
     "bits_bad": "bits | bad evidence",
     "gap_evidence": "  gap to Bayes (good, bad)",
     "capability": "capability exact match",
-    "proj_assistant": "persona proj., assistant (0 bad, 1 good)",
+    "proj_assistant": "persona projection, assistant",
     "cos_reference": "  cosine to reference direction",
     "probe_refit": "persona probe AUROC, refit",
     "probe_frozen": "  frozen at reference",
