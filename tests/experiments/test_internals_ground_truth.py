@@ -19,7 +19,8 @@ from driftlab.world.corpus import behaviour_prompts
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.tokenizer import WorldTokenizer
 
-SMALL = ["stages.0.steps=240", "stages.0.data.n_docs=8000", "stages.0.checkpoints={log: 0, linear: 1}"]
+SMALL = ["stages.0.steps=240", "stages.0.data.n_docs=8000", "stages.0.checkpoints={log: 0, linear: 1}",
+         "measure.reference=pretrain"]
 
 
 @pytest.fixture(scope="module")

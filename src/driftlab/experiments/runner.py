@@ -1,10 +1,13 @@
 """Run an experiment: its stages in order, a checkpoint and a measurement on each stage's schedule.
 
 Each stage starts from the previous stage's last checkpoint. At every checkpoint the runner writes
-the weights (safetensors + JSON), measures, rewrites ``metrics.parquet`` and saves the optimizer
-state, in that order, each atomically; ``--resume`` restarts from the last complete checkpoint and
-drops any metric rows measured after it, so a killed run ends with the same metrics as one that
-was never killed.
+the weights (safetensors + JSON), measures, writes the internals artifact (persona directions and
+probes), rewrites ``metrics.parquet`` and saves the optimizer state, in that order, each
+atomically. The measurement suite keeps two anchors — the start of the current stage and the
+reference checkpoint — and, in the stages after the reference, steps the co-trained probe after
+every training step. ``--resume`` restarts from the last complete checkpoint, rebuilds the anchors
+from their checkpoints and the co-trained probe from the last artifact, and drops any metric rows
+measured after it, so a killed run ends with the same metrics as one that was never killed.
 """
 
 from __future__ import annotations
