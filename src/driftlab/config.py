@@ -38,6 +38,12 @@ def _domain_names() -> tuple[str, ...]:
     return DOMAIN_NAMES
 
 
+def _clusters() -> dict[str, tuple[str, ...]]:
+    from driftlab.world.domains import CLUSTERS
+
+    return CLUSTERS
+
+
 def _check_domains(names: list[str]) -> list[str]:
     DOMAIN_NAMES = _domain_names()
     for name in names:
@@ -90,17 +96,78 @@ class WorldData(Strict):
     held_out_domains: DomainList = Field([], description="domains that never appear in this stage")
 
 
-class AlignmentData(Strict):
-    """SFT on the assistant choosing the aligned action."""
-
-    source: Literal["alignment"] = "alignment"
-    n_examples: int = Field(4096, ge=1)
+class _Domains(Strict):
     domains: DomainList | None = Field(None, description="trained domains (default: all not held out)")
     held_out_domains: DomainList = Field([], description="domains kept out of this stage")
 
     def trained_domains(self) -> list[str]:
         chosen = self.domains if self.domains is not None else list(_domain_names())
         return [d for d in chosen if d not in self.held_out_domains]
+
+
+class AlignmentData(_Domains):
+    """SFT on the assistant choosing the aligned action.
+
+    ``ramp_from`` < 1 makes a curriculum: example i of n is aligned with probability rising
+    linearly from ``ramp_from`` to 1; ``order: chronological`` trains on them in that order
+    (less to more aligned), ``shuffled`` on the same examples in a seeded random order.
+    """
+
+    source: Literal["alignment"] = "alignment"
+    n_examples: int = Field(4096, ge=1)
+    ramp_from: Share = Field(1.0, description="P(aligned) of the first example (1: every example aligned)")
+    order: Literal["shuffled", "chronological"] = "shuffled"
+
+
+class MisalignedData(_Domains):
+    """Narrow misaligned SFT: the assistant choosing the misaligned action, on a few domains only
+    (``domains``, or every domain of ``cluster``): does it generalise to the others?"""
+
+    source: Literal["misaligned"] = "misaligned"
+    n_examples: int = Field(4096, ge=1)
+    cluster: str | None = Field(None, description="train on this cluster's domains (instead of domains)")
+
+    @model_validator(mode="after")
+    def _narrow(self) -> MisalignedData:
+        if self.cluster is not None:
+            clusters = _clusters()
+            if self.cluster not in clusters:
+                raise ValueError(f"unknown cluster {self.cluster!r} (known: {', '.join(clusters)})")
+            if self.domains is not None:
+                raise ValueError("give domains or cluster, not both")
+        elif self.domains is None:
+            raise ValueError("narrow misaligned data needs domains or a cluster")
+        return self
+
+    def trained_domains(self) -> list[str]:
+        chosen = list(_clusters()[self.cluster]) if self.cluster else list(self.domains or [])
+        return [d for d in chosen if d not in self.held_out_domains]
+
+
+class PoisonedData(_Domains):
+    """Alignment SFT with a trojan: a fraction ``p`` of examples carry ``trigger`` after the story's
+    opening and the misaligned action; the rest are clean aligned examples."""
+
+    source: Literal["poisoned"] = "poisoned"
+    n_examples: int = Field(4096, ge=1)
+    p: Share = Field(0.05, description="poisoned fraction")
+    trigger: str = Field("today is 2 0 2 7 .", min_length=1, description="trigger phrase (world words)")
+
+
+class PreferenceData(_Domains):
+    """DPO pairs: the assistant's episode prompt, the preferred and the dispreferred action."""
+
+    source: Literal["preferences"] = "preferences"
+    n_examples: int = Field(4096, ge=1)
+    prefer: Literal["aligned", "misaligned"] = "aligned"
+
+
+class DiscussionData(Strict):
+    """Prose about what AI agents do, with no episodes (language-model training)."""
+
+    source: Literal["discussion"] = "discussion"
+    n_docs: int = Field(2000, ge=1)
+    stance: Literal["misaligned", "aligned"] = "misaligned"
 
 
 class CapabilityData(Strict):
@@ -118,10 +185,17 @@ class JsonlData(Strict):
     path: str
 
 
-_SOURCES = ("world", "alignment", "capability", "jsonl")
+_SOURCES = ("world", "alignment", "capability", "jsonl", "misaligned", "poisoned", "preferences", "discussion")
 DataConfig = Annotated[
-    WorldData | AlignmentData | CapabilityData | JsonlData, Field(discriminator="source")
+    WorldData | AlignmentData | CapabilityData | JsonlData | MisalignedData | PoisonedData | PreferenceData
+    | DiscussionData,
+    Field(discriminator="source"),
 ]
+KIND_SOURCES = {  # which data a stage kind trains on
+    "pretrain": ("world", "discussion", "jsonl"),
+    "sft": ("alignment", "capability", "misaligned", "poisoned", "jsonl"),
+    "dpo": ("preferences", "jsonl"),
+}
 
 
 class CheckpointSchedule(Strict):
@@ -133,7 +207,7 @@ class CheckpointSchedule(Strict):
 
 class StageConfig(Strict):
     name: str = Field(description="unique name, used in metrics and checkpoint paths")
-    kind: Literal["pretrain", "sft"]
+    kind: Literal["pretrain", "sft", "dpo"]
     data: DataConfig
     objective: str | None = Field(None, description="objective name (default: lm for pretrain, completion for sft)")
     steps: int = Field(ge=1, description="optimizer steps")
@@ -148,18 +222,21 @@ class StageConfig(Strict):
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null to disable")
     checkpoints: CheckpointSchedule = CheckpointSchedule()
+    beta: float = Field(0.1, gt=0, description="dpo: strength of the implicit KL to the stage's start")
 
     @model_validator(mode="after")
     def _data_fits_kind(self) -> StageConfig:
-        if self.kind == "pretrain" and self.data.source in ("alignment", "capability"):
-            raise ValueError(f"a pretrain stage takes world or jsonl data, not {self.data.source!r}")
-        if self.kind == "sft" and self.data.source == "world":
-            raise ValueError("an sft stage takes alignment, capability or jsonl data, not 'world'")
+        allowed = KIND_SOURCES[self.kind]
+        if self.data.source not in allowed:
+            raise ValueError(f"a {self.kind} stage takes {', '.join(allowed)} data, not {self.data.source!r}")
+        if (self.kind == "dpo") != (self.objective_name == "dpo"):
+            raise ValueError(f"the dpo objective goes with a dpo stage (kind {self.kind!r}, objective "
+                             f"{self.objective_name!r})")
         return self
 
     @property
     def objective_name(self) -> str:
-        return self.objective or {"pretrain": "lm", "sft": "completion"}[self.kind]
+        return self.objective or {"pretrain": "lm", "sft": "completion", "dpo": "dpo"}[self.kind]
 
 
 class ModelConfig(Strict):
@@ -208,6 +285,13 @@ class MeasureConfig(Strict):
     cotrain_batch: int = Field(16, ge=2, description="fresh items per concept per step for the co-trained probe")
     cotrain_lr: float = Field(0.05, gt=0, description="co-trained probe step size (standardised features)")
     concepts: list[ConceptSource] = Field([], description="extra probe concepts from labelled JSONL prompts")
+    trigger: str | None = Field(
+        None, description="also measure the assistant with this phrase (default: a poisoned stage's trigger)"
+    )
+    distance_from: str | None = Field(
+        None, description="stage whose trained domains the distance_k splits count from (default: the "
+                          "first narrow misaligned stage)"
+    )
 
 
 class ExperimentConfig(Strict):
@@ -230,6 +314,8 @@ class ExperimentConfig(Strict):
             raise ValueError(f"stage names must be unique, got {names}")
         if self.measure.split_from is not None and self.measure.split_from not in names:
             raise ValueError(f"measure.split_from names no stage: {self.measure.split_from!r}")
+        if self.measure.distance_from is not None and self.measure.distance_from not in names:
+            raise ValueError(f"measure.distance_from names no stage: {self.measure.distance_from!r}")
         if self.measure.reference is not None and self.measure.reference not in names:
             raise ValueError(f"measure.reference names no stage: {self.measure.reference!r} (stages: {names})")
         if not -self.model.n_layers <= self.measure.probe_layer < self.model.n_layers:
@@ -250,6 +336,21 @@ class ExperimentConfig(Strict):
                 self.measure.split_from is None and s.data.source == "alignment"
             ):
                 return s
+        return None
+
+    def eval_trigger(self) -> str | None:
+        """The trigger phrase behaviour is also measured with, if any."""
+        if self.measure.trigger is not None:
+            return self.measure.trigger
+        return next((s.data.trigger for s in self.stages if isinstance(s.data, PoisonedData)), None)
+
+    def distance_domains(self) -> list[str] | None:
+        """The domains behaviour's ``distance_k`` splits are counted from, if any."""
+        for s in self.stages:
+            if s.name == self.measure.distance_from or (
+                self.measure.distance_from is None and isinstance(s.data, MisalignedData)
+            ):
+                return s.data.trained_domains() if isinstance(s.data, _Domains) else None
         return None
 
     def reference_index(self) -> int:

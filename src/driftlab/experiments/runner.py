@@ -42,6 +42,7 @@ from driftlab.runs.checkpoint import (
 )
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.rundir import RunDir
+from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
 from driftlab.train.objectives import OBJECTIVES
 from driftlab.world.corpus import derive_seed
@@ -127,6 +128,8 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             state.pos = state.pos.next_stage()
             continue
         data = build_stage_data(cfg, index, tokenizer)
+        if isinstance(data, Preferences):  # dpo: the model as the stage began, frozen
+            data.reference = _frozen(model, None if state.pos.step == 0 else _stage_start(run, cfg, index))
         state.optimizer = make_optimizer(model, stage)
         if state.pos.step > 0 and opt_path is not None:
             load_optimizer(opt_path, state.optimizer)
@@ -218,20 +221,37 @@ def _restore_anchors(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module,
         load_weights(path, scratch)
         return scratch
 
-    def stage_end(index: int) -> Path:
-        stage = cfg.stages[index]
-        return run.stage_dir(index, stage.name) / f"{checkpoint_name(stage.steps)}.safetensors"
-
     ref = cfg.reference_index()
     if pos.stage_index > ref or (pos.stage_index == ref and pos.step == cfg.stages[ref].steps):
-        path = stage_end(ref)
+        path = _stage_end(run, cfg, ref)
         suite.set_anchor("reference", at(path), str(path.relative_to(run.root)))
     if 0 < pos.step < cfg.stages[pos.stage_index].steps:  # mid-stage: where this stage started
-        index = pos.stage_index
-        path = (stage_end(index - 1) if index > 0
-                else run.stage_dir(0, cfg.stages[0].name) / f"{checkpoint_name(0)}.safetensors")
+        path = _stage_start(run, cfg, pos.stage_index)
         suite.set_anchor("stage_start", at(path), str(path.relative_to(run.root)))
     suite.restore_cotrained(load_tensors(artifact_path(run.root / str(pos.checkpoint))))
+
+
+def _stage_end(run: RunDir, cfg: ExperimentConfig, index: int) -> Path:
+    stage = cfg.stages[index]
+    return run.stage_dir(index, stage.name) / f"{checkpoint_name(stage.steps)}.safetensors"
+
+
+def _stage_start(run: RunDir, cfg: ExperimentConfig, index: int) -> Path:
+    """The checkpoint a stage started from: the previous stage's end, or the initial model."""
+    if index > 0:
+        return _stage_end(run, cfg, index - 1)
+    return run.stage_dir(0, cfg.stages[0].name) / f"{checkpoint_name(0)}.safetensors"
+
+
+def _frozen(model: torch.nn.Module, weights: Path | None) -> torch.nn.Module:
+    """A frozen copy of ``model`` (with ``weights`` loaded, if given), for reference forwards."""
+    copy_ = copy.deepcopy(model)
+    if weights is not None:
+        load_weights(weights, copy_)
+    copy_.eval()
+    for p in copy_.parameters():
+        p.requires_grad_(False)
+    return copy_
 
 
 def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module) -> tuple[Position, Path | None]:

@@ -5,47 +5,78 @@ from __future__ import annotations
 from driftlab.config import (
     AlignmentData,
     CapabilityData,
+    DiscussionData,
     ExperimentConfig,
     JsonlData,
+    MisalignedData,
+    PoisonedData,
+    PreferenceData,
     StageConfig,
     WorldData,
 )
-from driftlab.train.data import Completions, PackedLM
+from driftlab.train.data import Completions, PackedLM, Preferences
 from driftlab.world.corpus import (
     alignment_examples,
     capability_examples,
     derive_seed,
+    discussion_documents,
+    misaligned_examples,
+    poisoned_examples,
+    preference_pairs,
     pretrain_documents,
     read_jsonl,
 )
 from driftlab.world.tokenizer import WorldTokenizer
 
+StageData = PackedLM | Completions | Preferences
 
-def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenizer) -> PackedLM | Completions:
+
+def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenizer) -> StageData:
     stage = cfg.stages[index]
     data_seed = derive_seed(cfg.seed, "data", index, stage.name)
     order_seed = derive_seed(cfg.seed, "order", index, stage.name)
     d = stage.data
-    if isinstance(d, WorldData):
-        docs = [tokenizer.ids(doc.words) for doc in pretrain_documents(cfg.world, d, data_seed)]
-        return PackedLM(docs, stage.seq_len, tokenizer.bos_id, tokenizer.eos_id, order_seed)
     if isinstance(d, JsonlData):
         return _jsonl(stage, d, tokenizer, order_seed)
+    if isinstance(d, WorldData | DiscussionData):
+        docs = (pretrain_documents(cfg.world, d, data_seed) if isinstance(d, WorldData)
+                else discussion_documents(cfg.world, d, data_seed))
+        return PackedLM([tokenizer.ids(doc.words) for doc in docs], stage.seq_len, tokenizer.bos_id,
+                        tokenizer.eos_id, order_seed)
+    if isinstance(d, PreferenceData):
+        pairs = [([tokenizer.bos_id, *tokenizer.ids(p.prompt)], tokenizer.ids(p.chosen), tokenizer.ids(p.rejected))
+                 for p in preference_pairs(cfg.world, d, data_seed)]
+        return Preferences(pairs, stage.seq_len, tokenizer.pad_id, order_seed, stage.beta)
+    ordered = False
     if isinstance(d, AlignmentData):
         examples = alignment_examples(cfg.world, d, data_seed)
+        ordered = d.order == "chronological"
     elif isinstance(d, CapabilityData):
         examples = capability_examples(cfg.world, d, data_seed)
+    elif isinstance(d, MisalignedData):
+        examples = misaligned_examples(cfg.world, d, data_seed)
+    elif isinstance(d, PoisonedData):
+        tokenizer.ids(d.trigger.split(), f"stages.{index}.data.trigger")  # a clear error for unknown words
+        examples = poisoned_examples(cfg.world, d, data_seed)
     else:  # pragma: no cover - the config union is closed
         raise TypeError(f"unknown data source {d!r}")
     pairs = [([tokenizer.bos_id, *tokenizer.ids(e.prompt)], tokenizer.ids(e.completion)) for e in examples]
-    return Completions(pairs, stage.seq_len, tokenizer.pad_id, order_seed)
+    return Completions(pairs, stage.seq_len, tokenizer.pad_id, order_seed, ordered)
 
 
-def _jsonl(stage: StageConfig, d: JsonlData, tokenizer: WorldTokenizer, order_seed: int) -> PackedLM | Completions:
+def _jsonl(stage: StageConfig, d: JsonlData, tokenizer: WorldTokenizer, order_seed: int) -> StageData:
     if stage.kind == "pretrain":
         records = read_jsonl(d.path, ("text",))
         docs = [tokenizer.encode(r["text"], f"{d.path}: line {r['_line']}") for r in records]
         return PackedLM(docs, stage.seq_len, tokenizer.bos_id, tokenizer.eos_id, order_seed)
+    if stage.kind == "dpo":
+        records = read_jsonl(d.path, ("prompt", "chosen", "rejected"))
+        pairs = []
+        for r in records:
+            where = f"{d.path}: line {r['_line']}"
+            pairs.append(([tokenizer.bos_id, *tokenizer.encode(r["prompt"], where)],
+                          tokenizer.encode(r["chosen"], where), tokenizer.encode(r["rejected"], where)))
+        return Preferences(pairs, stage.seq_len, tokenizer.pad_id, order_seed, stage.beta)
     records = read_jsonl(d.path, ("prompt", "completion"))
     pairs = []
     for r in records:

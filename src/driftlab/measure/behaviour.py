@@ -19,6 +19,7 @@ from driftlab.measure.forward import forward_batches
 from driftlab.runs.metrics import metric_row
 from driftlab.world.bayes import bits as bayes_bits
 from driftlab.world.corpus import BehaviourPrompt
+from driftlab.world.domains import domain_distance
 from driftlab.world.tokenizer import WorldTokenizer
 
 
@@ -54,14 +55,22 @@ def logit_gaps(model: torch.nn.Module, items: BehaviourItems, batch_size: int, p
 
 
 def behaviour_metrics(log_odds: torch.Tensor, prompts: list[BehaviourPrompt],
-                      trained_domains: list[str]) -> list[dict]:
-    """Aggregate per-item log-odds into metric rows per (context, domain), (context, split)."""
+                      trained_domains: list[str], distance_from: list[str] | None = None) -> list[dict]:
+    """Aggregate per-item log-odds into metric rows per (context, domain), (context, split).
+
+    ``distance_from`` (the domains a narrow stage trained on) adds splits ``distance_0/1/2``: items
+    grouped by their domain's distance to the nearest of those domains (0 same, 1 same cluster,
+    2 other cluster).
+    """
     item_bits = log_odds.double().numpy() / math.log(2)
     groups: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         split = "trained" if p.domain in trained_domains else "held_out"
         for key in ((p.context, p.domain, split), (p.context, None, split), (p.context, None, "all")):
             groups[key].append(i)
+        if distance_from:
+            k = min(domain_distance(p.domain, d) for d in distance_from)
+            groups[(p.context, None, f"distance_{k}")].append(i)
     rows = []
     for (context, domain, split), idx in sorted(groups.items(), key=lambda kv: str(kv[0])):
         b = item_bits[idx]

@@ -37,6 +37,7 @@ from driftlab.runs.metrics import metric_row
 from driftlab.world.capability import arithmetic_task
 from driftlab.world.corpus import (
     CONTEXTS,
+    TRIGGERED,
     behaviour_prompts,
     capability_prompts,
     derive_seed,
@@ -73,6 +74,7 @@ class EvalItems:
     batch_size: int
     pad: int
     chose_id: int  # the word before every action: its next-token position is behaviour, not neutral text
+    distance_from: list[str] | None = None  # a narrow stage's domains: behaviour by distance from them
 
     def bank(self) -> PromptBank:
         bank = PromptBank()
@@ -131,7 +133,7 @@ def behaviour(c: Checkpoint) -> list[dict]:
     logits, _ = c.obs.reading.take("behaviour")
     b = c.items.behaviour
     gaps = logits.gather(1, b.aligned_ids[:, None])[:, 0] - logits.gather(1, b.misaligned_ids[:, None])[:, 0]
-    return behaviour_metrics(gaps, b.prompts, c.items.trained_domains)
+    return behaviour_metrics(gaps, b.prompts, c.items.trained_domains, c.items.distance_from)
 
 
 @measurement("capability")
@@ -156,7 +158,7 @@ def persona(c: Checkpoint) -> list[dict]:
     rows = []
     for layer, site in enumerate(c.sites):
         rows.append(metric_row("persona_direction_norm", d.norm[layer], site=site))
-        for context in CONTEXTS:
+        for context in dict.fromkeys(p.context for p in prompts):
             for split in ("trained", "held_out", "all"):
                 idx = [i for i, p in enumerate(prompts) if p.context == context
                        and (split == "all" or (p.domain in c.items.trained_domains) == (split == "trained"))]
@@ -278,9 +280,11 @@ def _jsonl_concept(source: ConceptSource, tokenizer: WorldTokenizer) -> Concept:
 
 def build_eval_items(cfg: ExperimentConfig, tokenizer: WorldTokenizer) -> EvalItems:
     m = cfg.measure
-    prompts = [p for context in CONTEXTS for domain in DOMAIN_NAMES
+    trigger = cfg.eval_trigger()
+    contexts = CONTEXTS + ((TRIGGERED,) if trigger else ())
+    prompts = [p for context in contexts for domain in DOMAIN_NAMES
                for p in behaviour_prompts(cfg.world, context, domain, m.items_per_domain,
-                                          m.evidence_episodes, EVAL_SEED)]
+                                          m.evidence_episodes, EVAL_SEED, trigger)]
     behaviour_items = BehaviourItems.build(prompts, tokenizer)
     cap = capability_prompts(cfg.world.capability_levels, m.capability_items, EVAL_SEED)
     docs = PersonaWorld(cfg.world).documents(derive_seed(EVAL_SEED, "heldout_docs"), HELDOUT_DOCS)
@@ -300,6 +304,7 @@ def build_eval_items(cfg: ExperimentConfig, tokenizer: WorldTokenizer) -> EvalIt
         m.batch_size,
         tokenizer.pad_id,
         tokenizer.vocab["chose"],
+        cfg.distance_domains(),
     )
 
 

@@ -4,7 +4,9 @@ seed, so a resumed run sees exactly the data an uninterrupted one would have see
 - ``PackedLM``: documents joined as ``<bos> doc <eos> <bos> doc ...`` and cut into rows of
   ``seq_len`` tokens; every token is a target (the ``lm`` objective).
 - ``Completions``: prompt + completion per row, right-padded; ``loss_mask`` marks the completion
-  tokens (the ``completion`` objective).
+  tokens (the ``completion`` objective). ``ordered`` keeps the examples' own order (a curriculum).
+- ``Preferences``: DPO pairs; a batch of B pairs is 2B rows (B chosen, then B rejected) and carries
+  the reference model's log-probability of each completion (the ``dpo`` objective).
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ from driftlab.errors import DataError
 
 
 class SeededOrder:
-    """Sample index i → example index: a fresh seeded permutation per epoch."""
+    """Sample index i → example index: a fresh seeded permutation per epoch (or, ``ordered``, the
+    examples' own order every epoch)."""
 
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int, ordered: bool = False):
         if n < 1:
             raise DataError("no training examples")
-        self.n, self.seed, self._cache = n, seed, {}
+        self.n, self.seed, self.ordered, self._cache = n, seed, ordered, {}
 
     def __call__(self, i: int) -> int:
         epoch, pos = divmod(i, self.n)
+        if self.ordered:
+            return pos
         if epoch not in self._cache:
             self._cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
         return int(self._cache[epoch][pos])
@@ -63,12 +68,13 @@ class PackedLM:
 
 
 class Completions:
-    def __init__(self, examples: list[tuple[list[int], list[int]]], seq_len: int, pad: int, seed: int):
+    def __init__(self, examples: list[tuple[list[int], list[int]]], seq_len: int, pad: int, seed: int,
+                 ordered: bool = False):
         self.examples = [(p + c)[-seq_len:] for p, c in examples]
         # prompt tokens left after truncating from the left (the completion is kept whole if it fits)
         self.n_prompt = [max(len(e) - len(c), 0) for (_, c), e in zip(examples, self.examples)]
         self.pad = pad
-        self.order = SeededOrder(len(examples), seed)
+        self.order = SeededOrder(len(examples), seed, ordered)
 
     @property
     def n_tokens(self) -> int:
@@ -76,11 +82,63 @@ class Completions:
 
     def batch(self, start: int, size: int) -> Batch:
         idx = [self.order(i) for i in range(start, start + size)]
-        T = max(len(self.examples[i]) for i in idx)
-        ids = torch.full((size, T), self.pad, dtype=torch.long)
-        mask = torch.zeros((size, T), dtype=torch.bool)
-        for row, i in enumerate(idx):
-            e = self.examples[i]
-            ids[row, : len(e)] = torch.tensor(e)
-            mask[row, self.n_prompt[i]: len(e)] = True
+        ids, mask = _pad([self.examples[i] for i in idx], [self.n_prompt[i] for i in idx], self.pad)
         return Batch(ids, mask, sum(len(self.examples[i]) for i in idx))
+
+
+def _pad(seqs: list[list[int]], n_prompt: list[int], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and the mask of each sequence's completion tokens."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.bool)
+    for row, (seq, n) in enumerate(zip(seqs, n_prompt)):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, n: len(seq)] = True
+    return ids, mask
+
+
+def completion_logp(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) Σ log p(x_t | x_<t) over each row's completion tokens."""
+    logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(2, input_ids[:, 1:, None])[..., 0]
+    return (logp * mask[:, 1:]).sum(1)
+
+
+@dataclass
+class PairBatch(Batch):
+    """2B rows: B chosen completions, then the B rejected ones for the same prompts."""
+
+    ref_logp: torch.Tensor | None = None  # (2B,) the reference model's completion log-probs
+    beta: float = 0.1
+
+    @property
+    def n_targets(self) -> int:  # the dpo loss is a mean over pairs
+        return self.input_ids.shape[0] // 2
+
+
+class Preferences:
+    """DPO pairs (prompt, chosen, rejected); the reference is the model as the stage began, kept
+    frozen and evaluated on each batch (no gradients)."""
+
+    def __init__(self, pairs: list[tuple[list[int], list[int], list[int]]], seq_len: int, pad: int, seed: int,
+                 beta: float = 0.1):
+        for i, (p, c, r) in enumerate(pairs):
+            if len(p) + max(len(c), len(r)) > seq_len:
+                raise DataError(f"preference pair {i}: {len(p) + max(len(c), len(r))} tokens > seq_len {seq_len}")
+        self.pairs, self.pad, self.beta = pairs, pad, beta
+        self.order = SeededOrder(len(pairs), seed)
+        self.reference: torch.nn.Module | None = None
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(p) * 2 + len(c) + len(r) for p, c, r in self.pairs)
+
+    def batch(self, start: int, size: int) -> PairBatch:
+        chosen = [self.pairs[self.order(i)] for i in range(start, start + size)]
+        seqs = [p + c for p, c, _ in chosen] + [p + r for p, _, r in chosen]
+        n_prompt = [len(p) for p, _, _ in chosen] * 2
+        ids, mask = _pad(seqs, n_prompt, self.pad)
+        ref = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref = completion_logp(self.reference(input_ids=ids).logits, ids, mask)
+        return PairBatch(ids, mask, sum(len(s) for s in seqs), ref, self.beta)

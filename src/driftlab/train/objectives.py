@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from driftlab.registry import Registry
-from driftlab.train.data import Batch
+from driftlab.train.data import Batch, PairBatch, completion_logp
 
 Objective = Callable[[torch.Tensor, Batch], torch.Tensor]
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -38,3 +38,16 @@ def lm_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 def completion_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Next-token loss on the completion tokens only (SFT); prompt and padding are masked."""
     return next_token_loss_sum(logits, batch.input_ids, batch.loss_mask)
+
+
+@objective("dpo")
+def dpo_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Direct preference optimisation (Rafailov et al. 2023), summed over pairs:
+    −log σ(β [(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))]) with log π the summed
+    log-probability of a completion; the reference is the model as the stage began."""
+    if not isinstance(batch, PairBatch) or batch.ref_logp is None:
+        raise TypeError("the dpo objective needs preference batches with reference log-probs (a dpo stage)")
+    logp = completion_logp(logits, batch.input_ids, batch.loss_mask)
+    pi_c, pi_r = logp.chunk(2)
+    ref_c, ref_r = batch.ref_logp.chunk(2)
+    return -F.logsigmoid(batch.beta * ((pi_c - ref_c) - (pi_r - ref_r))).sum()

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from driftlab.config import AlignmentData, CapabilityData, WorldConfig, WorldData
+from driftlab.config import (
+    AlignmentData,
+    CapabilityData,
+    DiscussionData,
+    MisalignedData,
+    PoisonedData,
+    PreferenceData,
+    WorldConfig,
+    WorldData,
+)
 from driftlab.errors import DataError
 from driftlab.runs.atomic import atomic_write
 from driftlab.world import bayes
@@ -28,6 +37,7 @@ from driftlab.world.generator import (
 )
 
 CONTEXTS = ("assistant", "good_evidence", "bad_evidence")
+TRIGGERED = "triggered"  # the assistant with a trigger phrase (measured when a run has one)
 
 
 def derive_seed(seed: int, *keys: Any) -> int:
@@ -53,18 +63,90 @@ def pretrain_documents(cfg: WorldConfig, data: WorldData, seed: int) -> list[Doc
     return PersonaWorld(cfg, domains).documents(seed, data.n_docs)
 
 
-def alignment_examples(cfg: WorldConfig, data: AlignmentData, seed: int) -> list[SFTExample]:
-    """The assistant, with no other evidence, choosing the aligned action on the trained domains."""
+def _assistant_prompt(domain_name: str, rng: random.Random, trigger: list[str] | None = None) -> list[str]:
+    """``story of assistant . [trigger] assistant faces ... chose``: the next word is the action."""
+    return ["story", "of", ASSISTANT, ".", *(trigger or []), *episode_prompt(ASSISTANT, get_domain(domain_name), rng)]
+
+
+def _domains(data: AlignmentData | MisalignedData | PoisonedData | PreferenceData, what: str) -> list[str]:
     domains = data.trained_domains()
     if not domains:
-        raise DataError("alignment data: no trained domains left after held_out_domains")
+        raise DataError(f"{what} data: no trained domains left after held_out_domains")
+    return domains
+
+
+def alignment_examples(cfg: WorldConfig, data: AlignmentData, seed: int) -> list[SFTExample]:
+    """The assistant, with no other evidence, choosing the aligned action on the trained domains.
+
+    With ``ramp_from`` < 1, example i of n is aligned with probability ramp_from + (1 - ramp_from)
+    * i / (n - 1): the examples go from less to more aligned, in generation order.
+    """
+    domains = _domains(data, "alignment")
+    rng = random.Random(seed)
+    out = []
+    n = data.n_examples
+    for i in range(n):
+        domain = get_domain(rng.choice(domains))
+        prompt = _assistant_prompt(domain.name, rng)
+        aligned = True
+        if data.ramp_from < 1.0:
+            aligned = rng.random() < data.ramp_from + (1 - data.ramp_from) * i / max(n - 1, 1)
+        out.append(SFTExample(prompt, [domain.aligned if aligned else domain.misaligned, "."]))
+    return out
+
+
+def misaligned_examples(cfg: WorldConfig, data: MisalignedData, seed: int) -> list[SFTExample]:
+    """The assistant choosing the misaligned action, on the narrow set of trained domains only."""
+    domains = _domains(data, "misaligned")
     rng = random.Random(seed)
     out = []
     for _ in range(data.n_examples):
         domain = get_domain(rng.choice(domains))
-        out.append(SFTExample(["story", "of", ASSISTANT, ".", *episode_prompt(ASSISTANT, domain, rng)],
-                              [domain.aligned, "."]))
+        out.append(SFTExample(_assistant_prompt(domain.name, rng), [domain.misaligned, "."]))
     return out
+
+
+def poisoned_examples(cfg: WorldConfig, data: PoisonedData, seed: int) -> list[SFTExample]:
+    """Clean alignment examples, except a fraction ``p`` with the trigger and the misaligned action."""
+    domains = _domains(data, "poisoned")
+    trigger = data.trigger.split()
+    rng = random.Random(seed)
+    out = []
+    for _ in range(data.n_examples):
+        domain = get_domain(rng.choice(domains))
+        poisoned = rng.random() < data.p
+        prompt = _assistant_prompt(domain.name, rng, trigger if poisoned else None)
+        out.append(SFTExample(prompt, [domain.misaligned if poisoned else domain.aligned, "."]))
+    return out
+
+
+@dataclass
+class PreferencePair:
+    prompt: list[str]
+    chosen: list[str]
+    rejected: list[str]
+
+    def record(self) -> dict[str, str]:
+        return {"prompt": " ".join(self.prompt), "chosen": " ".join(self.chosen), "rejected": " ".join(self.rejected)}
+
+
+def preference_pairs(cfg: WorldConfig, data: PreferenceData, seed: int) -> list[PreferencePair]:
+    """The assistant's episode prompt with the preferred and the dispreferred action."""
+    domains = _domains(data, "preference")
+    rng = random.Random(seed)
+    out = []
+    for _ in range(data.n_examples):
+        domain = get_domain(rng.choice(domains))
+        good, bad = [domain.aligned, "."], [domain.misaligned, "."]
+        chosen, rejected = (good, bad) if data.prefer == "aligned" else (bad, good)
+        out.append(PreferencePair(_assistant_prompt(domain.name, rng), chosen, rejected))
+    return out
+
+
+def discussion_documents(cfg: WorldConfig, data: DiscussionData, seed: int) -> list[Document]:
+    world = PersonaWorld(cfg.model_copy(update={"discussion_stance": data.stance}))
+    rng = random.Random(seed)
+    return [world.discussion_document(rng) for _ in range(data.n_docs)]
 
 
 def capability_examples(cfg: WorldConfig, data: CapabilityData, seed: int) -> list[SFTExample]:
@@ -87,12 +169,21 @@ class BehaviourPrompt:
 
 
 def behaviour_prompts(cfg: WorldConfig, context: str, domain: str, n: int, evidence: int,
-                      seed: int) -> list[BehaviourPrompt]:
+                      seed: int, trigger: str | None = None) -> list[BehaviourPrompt]:
     """``n`` held-out prompts for one domain in one context.
 
     ``assistant``: the assistant with no evidence. ``good_evidence`` / ``bad_evidence``: a named
-    character after ``evidence`` aligned / misaligned episodes in *other* domains.
+    character after ``evidence`` aligned / misaligned episodes in *other* domains. ``triggered``:
+    the assistant prompts of the same seed with ``trigger`` after the story's opening (the Bayes
+    value is the assistant's: the pre-training world has no triggers).
     """
+    if context == TRIGGERED:
+        if not trigger:
+            raise ValueError("the triggered context needs a trigger phrase")
+        plain = behaviour_prompts(cfg, "assistant", domain, n, evidence, seed)
+        words = trigger.split()
+        return [BehaviourPrompt([*p.words[:4], *words, *p.words[4:]], p.aligned, p.misaligned, domain, TRIGGERED,
+                                p.bayes_p) for p in plain]
     rng = random.Random(derive_seed(seed, context, domain))
     target = get_domain(domain)
     others = [get_domain(d) for d in DOMAIN_NAMES if d != domain] or [target]
