@@ -205,6 +205,85 @@ class CheckpointSchedule(Strict):
     linear: int = Field(4, ge=0, description="evenly spaced checkpoints")
 
 
+# ---------------------------------------------------------------- mitigations
+
+
+class KLToReference(Strict):
+    """Token-level KL(π ‖ π_ref) at the trained positions, added to the loss (weight × mean per token)."""
+
+    kind: Literal["kl_to_reference"]
+    weight: float = Field(gt=0)
+    reference: str = Field("stage_start", description="stage_start, or a stage whose last checkpoint is the reference")
+
+
+class Replay(Strict):
+    """Mix earlier data into every micro-batch: exactly round(ratio × batch_size) rows come from it."""
+
+    kind: Literal["replay"]
+    ratio: float = Field(gt=0, lt=1)
+    data: DataConfig = Field(default_factory=lambda: AlignmentData(), description="what is replayed")
+
+
+class PreventativeSteering(Strict):
+    """Add alpha × the persona direction (unit) at a layer's residual stream in training forwards only."""
+
+    kind: Literal["preventative_steering"]
+    layer: int = -1
+    alpha: float = Field(description="positive steers towards the good persona, negative towards the bad")
+    direction: Literal["reference", "stage_start"] = Field(
+        "reference", description="whose persona direction (falls back to stage_start before the reference)"
+    )
+
+
+class ProjectionPenalty(Strict):
+    """weight × (assistant's mean persona projection now − at the stage's start)², on fresh assistant
+    prompts at every step."""
+
+    kind: Literal["projection_penalty"]
+    layer: int = -1
+    weight: float = Field(gt=0)
+    batch: int = Field(16, ge=1, description="assistant prompts per step")
+
+
+class InoculationPrompt(Strict):
+    """A training-only prefix (world words) after each prompt's <bos>; evaluation never sees it."""
+
+    kind: Literal["inoculation_prompt"]
+    prefix: str = Field(min_length=1)
+
+
+class Lora(Strict):
+    """Train low-rank adapters (peft) instead of the weights; the base stays bit-identical and the
+    adapters are merged at the end of the stage."""
+
+    kind: Literal["lora"]
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    targets: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+class Freeze(Strict):
+    """Keep module groups fixed: embed, head, layers.{i}.attn, layers.{i}.mlp, or layers.{i}."""
+
+    kind: Literal["freeze"]
+    groups: list[str] = Field(min_length=1)
+
+
+MitigationConfig = Annotated[
+    KLToReference | Replay | PreventativeSteering | ProjectionPenalty | InoculationPrompt | Lora | Freeze,
+    Field(discriminator="kind"),
+]
+MITIGATION_KINDS = {  # where each mitigation applies
+    "kl_to_reference": ("pretrain", "sft", "dpo"),
+    "replay": ("sft",),
+    "preventative_steering": ("pretrain", "sft", "dpo"),
+    "projection_penalty": ("pretrain", "sft", "dpo"),
+    "inoculation_prompt": ("sft",),
+    "lora": ("pretrain", "sft", "dpo"),
+    "freeze": ("pretrain", "sft", "dpo"),
+}
+
+
 class StageConfig(Strict):
     name: str = Field(description="unique name, used in metrics and checkpoint paths")
     kind: Literal["pretrain", "sft", "dpo"]
@@ -223,6 +302,7 @@ class StageConfig(Strict):
     grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null to disable")
     checkpoints: CheckpointSchedule = CheckpointSchedule()
     beta: float = Field(0.1, gt=0, description="dpo: strength of the implicit KL to the stage's start")
+    mitigations: list[MitigationConfig] = Field([], description="composable, several at once")
 
     @model_validator(mode="after")
     def _data_fits_kind(self) -> StageConfig:
@@ -232,6 +312,17 @@ class StageConfig(Strict):
         if (self.kind == "dpo") != (self.objective_name == "dpo"):
             raise ValueError(f"the dpo objective goes with a dpo stage (kind {self.kind!r}, objective "
                              f"{self.objective_name!r})")
+        kinds = [m.kind for m in self.mitigations]
+        for i, m in enumerate(self.mitigations):
+            if self.kind not in MITIGATION_KINDS[m.kind]:
+                raise ValueError(f"mitigations.{i}: {m.kind} does not apply to a {self.kind} stage "
+                                 f"(it applies to {', '.join(MITIGATION_KINDS[m.kind])})")
+            if kinds.count(m.kind) > 1:
+                raise ValueError(f"mitigations.{i}: {m.kind} is given twice")
+            if isinstance(m, Replay) and m.data.source not in KIND_SOURCES["sft"]:
+                raise ValueError(f"mitigations.{i}: replay needs sft data, not {m.data.source!r}")
+        if "lora" in kinds and "freeze" in kinds:
+            raise ValueError("lora already freezes every base weight; drop freeze")
         return self
 
     @property
@@ -324,9 +415,17 @@ class ExperimentConfig(Strict):
         concept_names = [c.name for c in self.measure.concepts]
         if len(set(concept_names)) != len(concept_names) or {"persona", "answer_correct"} & set(concept_names):
             raise ValueError(f"measure.concepts names must be unique and not persona/answer_correct: {concept_names}")
-        for s in self.stages:
+        for i, s in enumerate(self.stages):
             if s.kind == "pretrain" and s.seq_len > self.model.max_seq_len:
                 raise ValueError(f"stage {s.name!r}: seq_len {s.seq_len} > model.max_seq_len")
+            for j, m in enumerate(s.mitigations):
+                if isinstance(m, KLToReference) and m.reference != "stage_start" and m.reference not in names[:i]:
+                    raise ValueError(f"stages.{i}.mitigations.{j}.reference: {m.reference!r} is not a stage "
+                                     f"that ends before {s.name!r} (use stage_start or one of {names[:i]})")
+                layer = getattr(m, "layer", None)
+                if layer is not None and not -self.model.n_layers <= layer < self.model.n_layers:
+                    raise ValueError(f"stages.{i}.mitigations.{j}.layer {layer} is outside the model's "
+                                     f"{self.model.n_layers} layers")
         return self
 
     def split_stage(self) -> StageConfig | None:

@@ -44,8 +44,10 @@ from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.rundir import RunDir
 from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
+from driftlab.train.mitigations import StageContext, apply_mitigations
 from driftlab.train.objectives import OBJECTIVES
-from driftlab.world.corpus import derive_seed
+from driftlab.world.corpus import behaviour_prompts, derive_seed
+from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.tokenizer import WorldTokenizer
 
 
@@ -128,17 +130,25 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             state.pos = state.pos.next_stage()
             continue
         data = build_stage_data(cfg, index, tokenizer)
+        if state.pos.checkpoint is None:
+            state.optimizer = make_optimizer(model, stage)  # saved empty with the initial model
+            state.save(CheckpointEvent(0, 0, float("nan"), 0.0))  # the initial model
+        elif state.pos.step == 0:  # the weights the stage starts from are the last checkpoint's
+            suite.set_anchor("stage_start", model, state.pos.checkpoint)
+        frozen = _FrozenModels(run, cfg, model, index, fresh=state.pos.step == 0)
+        ctx = StageContext(model, stage, index, cfg.seed, tokenizer.pad_id,
+                           lambda d, key, index=index: build_stage_data(cfg, index, tokenizer, d, key),
+                           lambda text, where: tokenizer.encode(text, where), frozen.get,
+                           lambda name: suite.anchors[name].directions if name in suite.anchors else None,
+                           lambda n, index=index: _assistant_pool(cfg, tokenizer, index, n))
+        hooks = apply_mitigations(ctx, data)
         if isinstance(data, Preferences):  # dpo: the model as the stage began, frozen
-            data.reference = _frozen(model, None if state.pos.step == 0 else _stage_start(run, cfg, index))
+            data.reference = frozen.get("stage_start")
         state.optimizer = make_optimizer(model, stage)
         if state.pos.step > 0 and opt_path is not None:
             load_optimizer(opt_path, state.optimizer)
         start = Progress(state.pos.step, state.pos.stage_tokens)
         reporter.stage_start(index, stage.name, stage.steps, start.step)
-        if state.pos.checkpoint is None:
-            state.save(CheckpointEvent(0, 0, float("nan"), 0.0))  # the initial model
-        elif state.pos.step == 0:  # the weights the stage starts from are the last checkpoint's
-            suite.set_anchor("stage_start", model, state.pos.checkpoint)
 
         def step_hook(step: int, loss: float, index: int = index) -> None:
             if index > cotrain_after:
@@ -149,8 +159,9 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             if on_step is not None:
                 on_step(index, step, loss)
 
-        train_stage(model, stage, data, state.optimizer, state.save, start, cfg.precision, step_hook,
-                    compile=cfg.compile)
+        train_stage(model, stage, hooks.data, state.optimizer, state.save, start, cfg.precision, step_hook,
+                    compile=cfg.compile, hooks=hooks)
+        hooks.finish()
         reporter.stage_end(index, stage.name)
         state.pos = state.pos.next_stage()
     # wall-clock facts stay out of metrics.parquet, which must be deterministic
@@ -193,6 +204,8 @@ class _Checkpointer:
         self.timings["checkpoints"] += 1
         if ev.step > 0:
             rows += [metric_row("train_loss", ev.train_loss), metric_row("lr", ev.lr)]
+        if ev.mitigation_loss is not None:
+            rows.append(metric_row("mitigation_loss", ev.mitigation_loss))
         self.store.add({"run": cfg.name, "seed": cfg.seed, "stage": stage.name,
                         "stage_index": here.stage_index, "step": ev.step,
                         "global_step": here.global_step, "tokens": here.run_tokens}, rows)
@@ -241,6 +254,33 @@ def _stage_start(run: RunDir, cfg: ExperimentConfig, index: int) -> Path:
     if index > 0:
         return _stage_end(run, cfg, index - 1)
     return run.stage_dir(0, cfg.stages[0].name) / f"{checkpoint_name(0)}.safetensors"
+
+
+class _FrozenModels:
+    """Frozen copies of the model at the start of the stage or at the end of an earlier stage, made
+    once per stage on first use (for dpo's reference, KL to a reference, the projection penalty)."""
+
+    def __init__(self, run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module, index: int, fresh: bool):
+        self.run, self.cfg, self.model, self.index, self.fresh = run, cfg, model, index, fresh
+        self.cache: dict[str, torch.nn.Module] = {}
+
+    def get(self, name: str) -> torch.nn.Module:
+        if name not in self.cache:
+            if name == "stage_start":  # the model itself, unless resuming mid-stage
+                weights = None if self.fresh else _stage_start(self.run, self.cfg, self.index)
+            else:
+                weights = _stage_end(self.run, self.cfg, [s.name for s in self.cfg.stages].index(name))
+            self.cache[name] = _frozen(self.model, weights)
+        return self.cache[name]
+
+
+def _assistant_pool(cfg: ExperimentConfig, tokenizer: WorldTokenizer, index: int, n: int) -> list[list[int]]:
+    """Assistant episode prompts (no evidence) over every domain, from the run's seed (not the eval items)."""
+    per_domain = -(-n // len(DOMAIN_NAMES))
+    seed = derive_seed(cfg.seed, "assistant_pool", index)
+    prompts = [p for d in DOMAIN_NAMES
+               for p in behaviour_prompts(cfg.world, "assistant", d, per_domain, cfg.measure.evidence_episodes, seed)]
+    return [[tokenizer.bos_id, *tokenizer.ids(p.words)] for p in prompts[:n]]
 
 
 def _frozen(model: torch.nn.Module, weights: Path | None) -> torch.nn.Module:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from driftlab.config import (
     AlignmentData,
     CapabilityData,
+    DataConfig,
     DiscussionData,
     ExperimentConfig,
     JsonlData,
@@ -31,11 +32,14 @@ from driftlab.world.tokenizer import WorldTokenizer
 StageData = PackedLM | Completions | Preferences
 
 
-def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenizer) -> StageData:
+def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenizer,
+                     data: DataConfig | None = None, key: str = "data") -> StageData:
+    """Batches of stage ``index``'s data (or of ``data`` in that stage, e.g. replayed data, whose
+    seeds are derived under ``key``)."""
     stage = cfg.stages[index]
-    data_seed = derive_seed(cfg.seed, "data", index, stage.name)
-    order_seed = derive_seed(cfg.seed, "order", index, stage.name)
-    d = stage.data
+    data_seed = derive_seed(cfg.seed, key, index, stage.name)
+    order_seed = derive_seed(cfg.seed, "order" if key == "data" else f"{key}-order", index, stage.name)
+    d = data or stage.data
     if isinstance(d, JsonlData):
         return _jsonl(stage, d, tokenizer, order_seed)
     if isinstance(d, WorldData | DiscussionData):

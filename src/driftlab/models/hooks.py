@@ -60,13 +60,16 @@ class ActivationCache(dict):
 
 
 @contextmanager
-def capture(model: nn.Module, names: list[str] | None = None) -> Iterator[ActivationCache]:
-    """Record the named activations of every forward pass run inside the block (last one wins)."""
+def capture(model: nn.Module, names: list[str] | None = None, detach: bool = True) -> Iterator[ActivationCache]:
+    """Record the named activations of every forward pass run inside the block (last one wins).
+
+    ``detach=False`` keeps them in the autograd graph (for losses on activations)."""
     cache = ActivationCache()
     handles = []
     for name, module in _resolve(model, names or hook_points(model)).items():
         def record(mod, args, output, name=name):
-            cache[name] = _tensor(output).detach()
+            out = _tensor(output)
+            cache[name] = out.detach() if detach else out
         handles.append(module.register_forward_hook(record))
     try:
         yield cache

@@ -80,6 +80,14 @@ class Completions:
     def n_tokens(self) -> int:
         return sum(len(e) for e in self.examples)
 
+    def with_prefix(self, prefix: list[int]) -> Completions:
+        """The same examples in the same order with ``prefix`` after each one's first token (<bos>)."""
+        out = object.__new__(Completions)
+        out.examples = [[e[0], *prefix, *e[1:]] for e in self.examples]
+        out.n_prompt = [n + len(prefix) for n in self.n_prompt]
+        out.pad, out.order = self.pad, self.order
+        return out
+
     def batch(self, start: int, size: int) -> Batch:
         idx = [self.order(i) for i in range(start, start + size)]
         ids, mask = _pad([self.examples[i] for i in idx], [self.n_prompt[i] for i in idx], self.pad)

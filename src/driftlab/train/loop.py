@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -19,6 +19,9 @@ from driftlab.config import StageConfig
 from driftlab.train.data import Batch
 from driftlab.train.objectives import get_objective
 from driftlab.train.schedule import checkpoint_steps, lr_at
+
+if TYPE_CHECKING:
+    from driftlab.train.mitigations import StageHooks
 
 
 class StageData(Protocol):
@@ -39,6 +42,7 @@ class CheckpointEvent:
     tokens: int
     train_loss: float  # mean per-target-token loss over the steps since the previous checkpoint
     lr: float
+    mitigation_loss: float | None = None  # mean extra loss the mitigations added, same normalisation
 
 
 def make_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
@@ -67,6 +71,7 @@ def train_stage(
     precision: str = "fp32",
     on_step: Callable[[int, float], None] | None = None,
     compile: bool = False,
+    hooks: StageHooks | None = None,
 ) -> Progress:
     """Train ``model`` from ``start.step`` to ``stage.steps``; call ``on_checkpoint`` on schedule.
 
@@ -77,7 +82,7 @@ def train_stage(
     objective = get_objective(stage.objective_name)
     checkpoints = set(checkpoint_steps(stage))
     state = Progress(**vars(start)) if start else Progress()
-    loss_sum, loss_tokens = 0.0, 0
+    loss_sum, loss_tokens, extra_sum = 0.0, 0, 0.0
     model.train()
     for step in range(state.step + 1, stage.steps + 1):
         lr = lr_at(stage, step)
@@ -86,25 +91,32 @@ def train_stage(
         first = (step - 1) * stage.grad_accum * stage.batch_size
         micro = [data.batch(first + m * stage.batch_size, stage.batch_size) for m in range(stage.grad_accum)]
         n_targets = max(sum(b.n_targets for b in micro), 1)
-        step_loss = 0.0
-        for batch in micro:
-            with autocast(precision):
+        step_loss = step_extra = 0.0
+        for m, batch in enumerate(micro):
+            with autocast(precision), (hooks.forward_context() if hooks else contextlib.nullcontext()):
                 logits = forward(input_ids=batch.input_ids).logits  # (B, T, V)
             loss = objective(logits, batch) / n_targets
-            loss.backward()
             step_loss += loss.item()
+            extra = hooks.extra_loss(model, batch, logits, (step, m)) if hooks else None
+            if extra is not None:
+                extra = extra / n_targets
+                step_extra += extra.item()
+                loss = loss + extra
+            loss.backward()
         if stage.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         state = Progress(step, state.tokens + sum(b.n_tokens for b in micro))
         loss_sum, loss_tokens = loss_sum + step_loss * n_targets, loss_tokens + n_targets
+        extra_sum += step_extra * n_targets
         if on_step is not None:
             on_step(step, step_loss)
         if step in checkpoints:
             model.eval()
-            on_checkpoint(CheckpointEvent(step, state.tokens, loss_sum / max(loss_tokens, 1), lr))
+            on_checkpoint(CheckpointEvent(step, state.tokens, loss_sum / max(loss_tokens, 1), lr,
+                                          extra_sum / max(loss_tokens, 1) if hooks and hooks.losses else None))
             model.train()
-            loss_sum, loss_tokens = 0.0, 0
+            loss_sum, loss_tokens, extra_sum = 0.0, 0, 0.0
     model.eval()
     return state

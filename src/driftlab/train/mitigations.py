@@ -1,0 +1,251 @@
+"""Mitigations: small composable pieces configured per stage, several at once.
+
+Each mitigation, given the stage's context, may change the stage's data (``replay``,
+``inoculation_prompt``), which weights train (``freeze``, ``lora``), what happens around each
+training forward (``preventative_steering``) and what is added to the loss (``kl_to_reference``,
+``projection_penalty``). ``apply_mitigations`` composes them into one ``StageHooks`` the loop calls;
+``StageHooks.finish`` undoes what must not outlive the stage (frozen flags; LoRA is merged).
+
+Everything a mitigation draws at random is keyed by (step, micro-batch), so a resumed stage sees
+exactly what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from driftlab.config import (
+    DataConfig,
+    Freeze,
+    InoculationPrompt,
+    KLToReference,
+    MitigationConfig,
+    PreventativeSteering,
+    ProjectionPenalty,
+    Replay,
+    StageConfig,
+)
+from driftlab.errors import ConfigError
+from driftlab.measure.internals import PersonaDirections
+from driftlab.measure.weights import module_group
+from driftlab.models.hooks import capture, steer
+from driftlab.registry import Registry
+from driftlab.train.data import Batch, Completions, PackedLM, Preferences
+
+StageData = PackedLM | Completions | Preferences
+
+
+@dataclass
+class StageContext:
+    """What mitigations may use: supplied by the runner."""
+
+    model: torch.nn.Module
+    stage: StageConfig
+    index: int
+    seed: int
+    pad: int
+    build_data: Callable[[DataConfig, str], StageData]  # a data config (and a seed key) -> batches
+    encode: Callable[[str, str], list[int]]  # world text, where -> ids (a clear error if unknown)
+    frozen_model: Callable[[str], torch.nn.Module]  # "stage_start" or a stage name -> frozen copy at its end
+    directions: Callable[[str], PersonaDirections | None]  # "reference" / "stage_start" -> persona directions
+    assistant_prompts: Callable[[int], list[list[int]]]  # n -> assistant episode prompts (a training pool)
+
+
+ExtraLoss = Callable[[torch.nn.Module, Batch, torch.Tensor, tuple[int, int]], torch.Tensor]
+
+
+@dataclass
+class StageHooks:
+    """The composed effect of a stage's mitigations, as the loop sees it."""
+
+    data: StageData
+    contexts: list[Callable[[], contextlib.AbstractContextManager]] = field(default_factory=list)
+    losses: list[ExtraLoss] = field(default_factory=list)
+    finishers: list[Callable[[], None]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def forward_context(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for make in self.contexts:
+                stack.enter_context(make())
+            yield
+
+    def extra_loss(self, model: torch.nn.Module, batch: Batch, logits: torch.Tensor,
+                   key: tuple[int, int]) -> torch.Tensor | None:
+        """Sum-semantics extra loss of one micro-batch (the loop divides by the step's targets)."""
+        if not self.losses:
+            return None
+        return sum(fn(model, batch, logits, key) for fn in self.losses)
+
+    def finish(self) -> None:
+        for fn in reversed(self.finishers):
+            fn()
+
+
+Apply = Callable[[MitigationConfig, StageContext, StageHooks], None]
+MITIGATIONS: Registry[Apply] = Registry("mitigation")
+mitigation = MITIGATIONS.register
+
+
+def apply_mitigations(ctx: StageContext, data: StageData) -> StageHooks:
+    """Compose the stage's mitigations; data transforms first (inoculation before replay)."""
+    hooks = StageHooks(data)
+    order = {"inoculation_prompt": 0, "replay": 1}
+    for m in sorted(ctx.stage.mitigations, key=lambda m: order.get(m.kind, 2)):
+        MITIGATIONS.get(m.kind)(m, ctx, hooks)
+    return hooks
+
+
+def _key_generator(seed: int, *key: object) -> torch.Generator:
+    from driftlab.world.corpus import derive_seed
+
+    return torch.Generator().manual_seed(derive_seed(seed, *key) % 2**63)
+
+
+# ---------------------------------------------------------------- data
+
+
+@mitigation("inoculation_prompt")
+def inoculation_prompt(m: InoculationPrompt, ctx: StageContext, hooks: StageHooks) -> None:
+    prefix = ctx.encode(m.prefix, f"stages.{ctx.index}.mitigations.inoculation_prompt.prefix")
+    assert isinstance(hooks.data, Completions)
+    hooks.data = hooks.data.with_prefix(prefix)
+
+
+class Mixed:
+    """Micro-batches of ``size`` rows: exactly round(ratio × size) from ``replay``, the rest from
+    ``main``, each stream consumed in its own seeded order."""
+
+    def __init__(self, main: StageData, replay: StageData, ratio: float, pad: int):
+        self.main, self.replay, self.ratio, self.pad = main, replay, ratio, pad
+
+    @property
+    def n_tokens(self) -> int:
+        return self.main.n_tokens
+
+    def n_replay(self, size: int) -> int:
+        return min(max(round(self.ratio * size), 1), size - 1) if size > 1 else 0
+
+    def batch(self, start: int, size: int) -> Batch:
+        k = self.n_replay(size)
+        micro = start // size
+        a = self.main.batch(micro * (size - k), size - k)
+        b = self.replay.batch(micro * k, k) if k else None
+        if b is None:
+            return a
+        T = max(a.input_ids.shape[1], b.input_ids.shape[1])
+        ids = torch.full((size, T), self.pad, dtype=torch.long)
+        mask = torch.zeros((size, T), dtype=torch.bool)
+        for rows, part in ((slice(0, size - k), a), (slice(size - k, size), b)):
+            ids[rows, : part.input_ids.shape[1]] = part.input_ids
+            mask[rows, : part.loss_mask.shape[1]] = part.loss_mask
+        return Batch(ids, mask, a.n_tokens + b.n_tokens)
+
+
+@mitigation("replay")
+def replay(m: Replay, ctx: StageContext, hooks: StageHooks) -> None:
+    hooks.data = Mixed(hooks.data, ctx.build_data(m.data, "replay"), m.ratio, ctx.pad)
+
+
+# ---------------------------------------------------------------- which weights train
+
+
+def _in_groups(name: str, groups: list[str]) -> bool:
+    group = module_group(name)
+    return any(group == g or group.startswith(g + ".") for g in groups)
+
+
+@mitigation("freeze")
+def freeze(m: Freeze, ctx: StageContext, hooks: StageHooks) -> None:
+    names = [n for n, _ in ctx.model.named_parameters()]
+    known = {module_group(n) for n in names} | {g.rsplit(".", 1)[0] for g in map(module_group, names) if g.startswith("layers.")}
+    for g in m.groups:
+        if g not in known:
+            raise ConfigError(f"stages.{ctx.index}.mitigations.freeze.groups: unknown group {g!r} "
+                              f"(known: {', '.join(sorted(known))})")
+    frozen = [p for n, p in ctx.model.named_parameters() if _in_groups(n, m.groups) and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+
+    def unfreeze() -> None:
+        for p in frozen:
+            p.requires_grad_(True)
+
+    hooks.finishers.append(unfreeze)
+
+
+# ---------------------------------------------------------------- around the forward
+
+
+def _direction(ctx: StageContext, which: str, layer: int) -> torch.Tensor:
+    d = ctx.directions(which) or ctx.directions("stage_start")
+    if d is None:
+        raise ConfigError(f"stages.{ctx.index}: no persona direction available (measure the stage start first)")
+    return d.unit[layer]
+
+
+@mitigation("preventative_steering")
+def preventative_steering(m: PreventativeSteering, ctx: StageContext, hooks: StageHooks) -> None:
+    n_layers = len(ctx.model.model.layers)
+    layer = m.layer % n_layers
+    vector = _direction(ctx, m.direction, layer).clone()
+    hooks.contexts.append(lambda: steer(ctx.model, f"layers.{layer}.resid_post", vector, m.alpha))
+
+
+# ---------------------------------------------------------------- added to the loss
+
+
+def token_kl_sum(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ over positions t-1 whose next token t is a target of KL(π(·|x<t) ‖ π_ref(·|x<t))."""
+    logp = F.log_softmax(logits[:, :-1].float(), -1)
+    logq = F.log_softmax(ref_logits[:, :-1].float(), -1)
+    kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, T-1)
+    return (kl * mask[:, 1:]).sum()
+
+
+@mitigation("kl_to_reference")
+def kl_to_reference(m: KLToReference, ctx: StageContext, hooks: StageHooks) -> None:
+    reference = ctx.frozen_model(m.reference)
+
+    def loss(model: torch.nn.Module, batch: Batch, logits: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
+        with torch.no_grad():
+            ref_logits = reference(input_ids=batch.input_ids).logits
+        return m.weight * token_kl_sum(logits, ref_logits, batch.loss_mask)
+
+    hooks.losses.append(loss)
+
+
+@mitigation("projection_penalty")
+def projection_penalty(m: ProjectionPenalty, ctx: StageContext, hooks: StageHooks) -> None:
+    n_layers = len(ctx.model.model.layers)
+    layer = m.layer % n_layers
+    site = f"layers.{layer}.resid_post"
+    unit = _direction(ctx, "reference", layer).clone()
+    pool = ctx.assistant_prompts(max(4 * m.batch, 64))
+    start = ctx.frozen_model("stage_start")
+
+    def projections(model: torch.nn.Module, seqs: list[list[int]]) -> torch.Tensor:
+        T = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), T), ctx.pad, dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = torch.tensor(s)
+        last = torch.tensor([len(s) - 1 for s in seqs])
+        with capture(model, [site], detach=False) as cache:
+            model(input_ids=ids)
+        return cache[site][torch.arange(len(seqs)), last] @ unit
+
+    with torch.no_grad():
+        anchor = projections(start, pool)
+
+    def loss(model: torch.nn.Module, batch: Batch, logits: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
+        idx = torch.randperm(len(pool), generator=_key_generator(ctx.seed, "projection_penalty", ctx.index, *key))
+        idx = idx[: m.batch]
+        now = projections(model, [pool[i] for i in idx.tolist()])
+        return m.weight * (now.mean() - anchor[idx].mean()) ** 2 * batch.n_targets
+
+    hooks.losses.append(loss)

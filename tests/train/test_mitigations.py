@@ -1,0 +1,173 @@
+"""Each mitigation does what it says, alone and several at once, from YAML on the tiny model."""
+
+import duckdb
+import pytest
+import torch
+
+from driftlab.config import ConfigError, ModelConfig, validate_config
+from driftlab.experiments import execute, new_run
+from driftlab.experiments.load import load_for_measurement
+from driftlab.experiments.runner import _assistant_pool
+from driftlab.measure.internals import PersonaDirections, last_token_activations
+from driftlab.models import build_tiny_llama
+from driftlab.models.hooks import capture
+from driftlab.runs.checkpoint import artifact_path, load_tensors
+from driftlab.train.data import Completions
+from driftlab.train.mitigations import Mixed, StageContext, apply_mitigations
+from driftlab.world.tokenizer import WorldTokenizer
+from tests.conftest import tiny_dict
+from tests.test_cli import assert_one_line_error, run_cli, write
+
+
+def run_with(tmp_path, name, mitigations, stage=2, edit=None):
+    data = tiny_dict()
+    data["stages"][stage]["mitigations"] = mitigations
+    if edit:
+        edit(data)
+    cfg = validate_config(data, name)
+    run = new_run(cfg, tmp_path / name)
+    execute(run, cfg)
+    return run
+
+
+def ckpt(run, stage_dir, step):
+    return next(run.root.glob(f"checkpoints/{stage_dir}/step-{step:07d}.safetensors"))
+
+
+def q(run, sql):
+    return duckdb.sql(sql.replace("M", f"'{run.metrics_path}'")).fetchall()
+
+
+def test_freeze_keeps_the_named_groups_bit_identical(tmp_path):
+    run = run_with(tmp_path, "freeze", [{"kind": "freeze", "groups": ["embed", "layers.0.attn"]}])
+    before, after = load_tensors(ckpt(run, "1-align", 6)), load_tensors(ckpt(run, "2-capability", 6))
+    frozen = [k for k in before if "embed_tokens" in k or "self_attn" in k or "input_layernorm" in k]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if "mlp" in k)
+
+
+def test_replay_ratio_is_exact_in_every_batch():
+    main = Completions([([1, 5], [6]) for _ in range(50)], 16, 0, seed=0)
+    replay = Completions([([1, 7], [8, 9]) for _ in range(30)], 16, 0, seed=1)
+    mixed = Mixed(main, replay, ratio=0.25, pad=0)
+    for step in range(20):
+        batch = mixed.batch(step * 8, 8)
+        from_replay = [bool((row == 7).any()) for row in batch.input_ids]
+        assert from_replay == [False] * 6 + [True] * 2
+        assert batch.loss_mask[6:].sum() == 2 * 2 and batch.loss_mask[:6].sum() == 6
+
+
+def test_a_large_kl_weight_keeps_the_outputs_at_the_reference(tmp_path):
+    free = run_with(tmp_path, "free", [])
+    held = run_with(tmp_path, "kl", [{"kind": "kl_to_reference", "weight": 1000.0}],
+                    edit=lambda d: d["stages"][2].update(lr=1e-2))
+    free_hi = run_with(tmp_path, "free_hi", [], edit=lambda d: d["stages"][2].update(lr=1e-2))
+    sql = """select value from M where metric = 'output_kl' and context = 'stage_start' and domain = '{}'
+             and stage = 'capability' and step = 6"""
+    # the KL is taken on the trained (arithmetic) positions: held there; other text follows loosely
+    for domain, share in (("capability", 0.05), ("text", 0.1)):
+        (kl_held,), (kl_free,) = q(held, sql.format(domain))[0], q(free_hi, sql.format(domain))[0]
+        assert kl_held < share * kl_free and kl_held < 0.02, (domain, kl_held, kl_free)
+    assert q(held, "select count(*) from M where metric = 'mitigation_loss'")[0][0] > 0
+    assert q(free, "select count(*) from M where metric = 'mitigation_loss'")[0][0] == 0
+
+
+def steering_context(model, direction):
+    d = PersonaDirections(torch.stack([direction, direction]), torch.zeros(2, len(direction)))
+    from driftlab.config import StageConfig
+
+    stage = StageConfig(name="s", kind="sft", data={"source": "capability"}, steps=1,
+                        mitigations=[{"kind": "preventative_steering", "layer": 0, "alpha": 3.0}])
+    ctx = StageContext(model, stage, 0, 0, 0, None, None, None, lambda name: d, None)
+    return apply_mitigations(ctx, Completions([([1, 2], [3])], 8, 0, 0))
+
+
+def test_steering_is_present_in_training_forwards_only():
+    model = build_tiny_llama(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_mlp=32), 20, seed=0).eval()
+    direction = torch.randn(16)
+    hooks = steering_context(model, direction)
+    layer = model.model.layers[0]
+    ids = torch.tensor([[1, 4, 5, 6]])
+    site = ["layers.0.resid_post"]
+    with torch.no_grad():
+        with capture(model, site) as cache:
+            logits = model(input_ids=ids).logits
+        plain = cache[site[0]]
+        n = len(layer._forward_hooks)
+        with hooks.forward_context():
+            assert len(layer._forward_hooks) == n + 1
+            with capture(model, site) as cache:
+                steered_logits = model(input_ids=ids).logits
+            steered = cache[site[0]]
+        assert len(layer._forward_hooks) == n  # gone again: measurement never sees it
+        again = model(input_ids=ids).logits
+    assert torch.allclose(steered - plain, (3.0 * direction / direction.norm()).expand_as(plain), atol=1e-5)
+    assert not torch.allclose(steered_logits, logits)
+    assert torch.equal(again, logits)
+
+
+def test_projection_penalty_holds_the_assistant_projection(tmp_path):
+    def edit(d):
+        d["stages"][2] = {"name": "narrow", "kind": "sft", "data": {"source": "misaligned", "domains": ["harm"],
+                          "n_examples": 64}, "steps": 8, "batch_size": 8, "lr": 1e-2, "schedule": "constant",
+                          "checkpoints": {"log": 0, "linear": 1}}
+
+    free = run_with(tmp_path, "pfree", [], edit=edit)
+    held = run_with(tmp_path, "pheld", [], edit=lambda d: (edit(d), d["stages"][2].update(
+        mitigations=[{"kind": "projection_penalty", "weight": 100.0}])))
+
+    def movement(run):
+        start, end = ckpt(run, "1-align", 6), ckpt(run, "2-narrow", 8)
+        direction = PersonaDirections.from_tensors(load_tensors(artifact_path(start)))
+        cfg = validate_config(tiny_dict(), "x")
+        pool = _assistant_pool(cfg, WorldTokenizer.load(run.tokenizer_dir), 2, 64)
+        proj = []
+        for path in (start, end):
+            model, _, pad = load_for_measurement(str(path))
+            proj.append(direction.project(last_token_activations(model, pool, pad))[:, -1].mean())
+        return abs(float(proj[1] - proj[0]))
+
+    assert movement(held) < 0.25 * movement(free), (movement(held), movement(free))
+
+
+def test_inoculation_prefix_is_in_training_batches_only():
+    data = Completions([([1, 5, 6], [7]), ([1, 8], [9, 10])], 16, 0, seed=0)
+    inoculated = data.with_prefix([11, 12])
+    for i in range(2):
+        a, b = data.batch(i, 1), inoculated.batch(i, 1)
+        row = b.input_ids[0][b.input_ids[0] > 0].tolist()
+        assert row[:3] == [1, 11, 12] and row[3:] == a.input_ids[0][a.input_ids[0] > 0].tolist()[1:]
+        assert b.loss_mask.sum() == a.loss_mask.sum()  # same completion tokens are trained
+
+
+def test_several_mitigations_in_one_stage(tmp_path):
+    run = run_with(tmp_path, "mixed", [
+        {"kind": "kl_to_reference", "weight": 0.5, "reference": "pretrain"},
+        {"kind": "replay", "ratio": 0.25, "data": {"source": "alignment", "n_examples": 32}},
+        {"kind": "preventative_steering", "alpha": 1.0},
+        {"kind": "projection_penalty", "weight": 1.0, "batch": 4},
+        {"kind": "inoculation_prompt", "prefix": "this is a task ."},
+        {"kind": "freeze", "groups": ["embed"]},
+    ])
+    assert run.status()["state"] == "complete"
+    assert q(run, "select count(*) from M where metric = 'mitigation_loss' and stage = 'capability'")[0][0] == 2
+
+
+@pytest.mark.parametrize("mitigation, stage, message", [
+    ({"kind": "replay", "ratio": 0.2}, 0, "replay does not apply to a pretrain stage"),
+    ({"kind": "kl_to_reference", "weight": 1.0, "reference": "capability"}, 1, "is not a stage that ends before"),
+    ({"kind": "replay", "ratio": 1.5}, 2, "stages.2.mitigations.0.replay.ratio"),
+    ({"kind": "preventative_steering", "alpha": 1.0, "layer": 4}, 2, "layer 4 is outside"),
+    ({"kind": "freeze", "groups": ["layers.9"]}, 2, "unknown group 'layers.9'"),
+])
+def test_bad_mitigation_config_is_one_line(tmp_path, mitigation, stage, message):
+    data = tiny_dict()
+    data["stages"][stage]["mitigations"] = [mitigation]
+    assert_one_line_error(run_cli("run", str(write(tmp_path, data)), "--out", str(tmp_path / "r")), message)
+
+
+def test_lora_and_freeze_together_is_refused():
+    data = tiny_dict()
+    data["stages"][2]["mitigations"] = [{"kind": "lora"}, {"kind": "freeze", "groups": ["embed"]}]
+    with pytest.raises(ConfigError, match="lora already freezes"):
+        validate_config(data, "t.yaml")
