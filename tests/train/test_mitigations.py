@@ -171,3 +171,59 @@ def test_lora_and_freeze_together_is_refused():
     data["stages"][2]["mitigations"] = [{"kind": "lora"}, {"kind": "freeze", "groups": ["embed"]}]
     with pytest.raises(ConfigError, match="lora already freezes"):
         validate_config(data, "t.yaml")
+
+
+def test_lora_trains_adapters_only_and_merges_at_the_end(tmp_path):
+    from driftlab.config import StageConfig
+    from driftlab.runs.checkpoint import model_state
+    from driftlab.train.loop import make_optimizer, train_stage
+    from driftlab.train.mitigations import lora_parameters
+
+    model = build_tiny_llama(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_mlp=32), 20, seed=0)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    stage = StageConfig(name="s", kind="sft", data={"source": "capability"}, steps=5, lr=1e-2, batch_size=2,
+                        mitigations=[{"kind": "lora", "r": 2, "targets": ["q_proj", "up_proj"]}])
+    ctx = StageContext(model, stage, 0, 0, 0, None, None, None, None, None)
+    hooks = apply_mitigations(ctx, Completions([([1, 2, 3], [4, 5]), ([1, 6], [7])], 8, 0, 0))
+    adapters = {k: v.clone() for k, v in lora_parameters(model).items()}
+    assert adapters and all(".lora_" in k for k in adapters)
+    train_stage(model, stage, hooks.data, make_optimizer(model, stage), lambda ev: None, hooks=hooks)
+    base = {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if ".lora_" not in k}
+    assert all(torch.equal(base[k], start[k]) for k in start)  # the base weights never moved
+    assert any(not torch.equal(v, adapters[k]) for k, v in lora_parameters(model).items())
+    effective = {k: v.clone() for k, v in model_state(model).items()}
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        adapted_logits = model(input_ids=ids).logits
+    hooks.finish()
+    assert not lora_parameters(model) and set(model.state_dict()) == set(start)
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(model.state_dict()[k], effective[k]) for k in effective)  # merged = checkpointed
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, adapted_logits, atol=1e-5)
+    assert not torch.equal(model.model.layers[0].self_attn.q_proj.weight, start["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_a_lora_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
+    from driftlab.experiments import load_run_config
+    from driftlab.runs import RunDir
+    from tests.experiments.test_runner import Killed, metrics
+
+    data = tiny_dict()
+    data["stages"][2]["mitigations"] = [{"kind": "lora", "r": 4}]
+    cfg = validate_config(data, "lora")
+    whole = new_run(cfg, tmp_path / "whole")
+    execute(whole, cfg)
+    assert q(whole, """select value from M where metric = 'weight_rel_l2' and context = 'stage_start'
+                       and site = 'all' and stage = 'capability' and step = 6""")[0][0] > 0
+
+    def killer(stage_index, step, loss):
+        if (stage_index, step) == (2, 4):
+            raise Killed
+
+    killed = new_run(cfg, tmp_path / "killed")
+    with pytest.raises(Killed):
+        execute(killed, cfg, on_step=killer)
+    resumed = RunDir(killed.root)
+    execute(resumed, load_run_config(resumed))
+    assert metrics(resumed) == metrics(whole)

@@ -31,6 +31,7 @@ from driftlab.runs.atomic import write_json
 from driftlab.runs.checkpoint import (
     artifact_path,
     checkpoint_name,
+    load_more,
     load_optimizer,
     load_tensors,
     load_weights,
@@ -44,7 +45,7 @@ from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.rundir import RunDir
 from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
-from driftlab.train.mitigations import StageContext, apply_mitigations
+from driftlab.train.mitigations import StageContext, apply_mitigations, lora_parameters
 from driftlab.train.objectives import OBJECTIVES
 from driftlab.world.corpus import behaviour_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
@@ -141,7 +142,15 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
                            lambda text, where: tokenizer.encode(text, where), frozen.get,
                            lambda name: suite.anchors[name].directions if name in suite.anchors else None,
                            lambda n, index=index: _assistant_pool(cfg, tokenizer, index, n))
+        lora = any(m.kind == "lora" for m in stage.mitigations)
+        if lora and state.pos.step > 0:  # resuming mid-stage: base weights as the stage began
+            load_weights(_stage_start(run, cfg, index), model)
         hooks = apply_mitigations(ctx, data)
+        if lora and state.pos.step > 0 and opt_path is not None:  # ... and the adapters as they were
+            saved = load_more(opt_path)
+            with torch.no_grad():
+                for name, p in lora_parameters(model).items():
+                    p.copy_(saved[name])
         if isinstance(data, Preferences):  # dpo: the model as the stage began, frozen
             data.reference = frozen.get("stage_start")
         state.optimizer = make_optimizer(model, stage)
@@ -210,7 +219,7 @@ class _Checkpointer:
                         "stage_index": here.stage_index, "step": ev.step,
                         "global_step": here.global_step, "tokens": here.run_tokens}, rows)
         self.store.flush()
-        save_optimizer(self.run.resume_path, self.optimizer, vars(here))
+        save_optimizer(self.run.resume_path, self.optimizer, vars(here), lora_parameters(self.model))
         self.pos = here
         self.reporter.checkpoint(stage.name, ev.step, rows)
 

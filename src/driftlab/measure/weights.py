@@ -17,6 +17,7 @@ import re
 
 import torch
 
+from driftlab.runs.checkpoint import model_state
 from driftlab.runs.metrics import metric_row
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(\w+)")
@@ -35,19 +36,19 @@ def module_group(name: str) -> str:
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of every distinct parameter (tied weights once), float32, by name."""
-    return {name: p.detach().float().clone() for name, p in model.named_parameters()}
+    """A copy of every distinct weight (tied weights once; LoRA layers as base + delta), float32."""
+    return {name: t.float().clone() for name, t in model_state(model).items()}
 
 
 def weight_rows(model: torch.nn.Module, anchor: dict[str, torch.Tensor], anchor_name: str) -> list[dict]:
     diff2: dict[str, float] = {}
     base2: dict[str, float] = {}
-    for name, p in model.named_parameters():
+    for name, p in model_state(model).items():
         if name not in anchor:
             continue
         a = anchor[name]
         group = module_group(name)
-        d = float((p.detach().float() - a).double().pow(2).sum())
+        d = float((p.float() - a).double().pow(2).sum())
         b = float(a.double().pow(2).sum())
         for g in (group, "all"):
             diff2[g] = diff2.get(g, 0.0) + d

@@ -43,14 +43,31 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
 
 
+def _adapted(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """Modules carrying peft LoRA adapters, by the name their plain layer had."""
+    return {name: m for name, m in model.named_modules()
+            if hasattr(m, "base_layer") and hasattr(m, "get_delta_weight") and getattr(m, "active_adapters", None)}
+
+
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's own tensors; tied weights are stored once."""
+    """The model's own tensors under their plain names; tied weights are stored once. Layers with
+    LoRA adapters contribute their effective weight (base + the adapters' delta), so a checkpoint
+    taken during a LoRA stage loads into the plain model and computes the same function."""
+    adapted = _adapted(model)
     state, seen = {}, set()
     for name, tensor in model.state_dict().items():
-        if tensor.data_ptr() in seen:
+        if ".lora_" in name:
+            continue
+        owner = name.rsplit(".base_layer.", 1)[0] if ".base_layer." in name else None
+        if owner in adapted:
+            name = name.replace(".base_layer.", ".")
+            if name.endswith(".weight"):
+                module = adapted[owner]
+                tensor = tensor + sum(module.get_delta_weight(a) for a in module.active_adapters).to(tensor.dtype)
+        elif tensor.data_ptr() in seen:
             continue
         seen.add(tensor.data_ptr())
-        state[name] = tensor
+        state[name] = tensor.detach()
     return state
 
 
@@ -91,11 +108,14 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- optimizer state
 
 
-def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
-    """Optimizer tensors to safetensors, its scalar settings and ``extra`` into the metadata."""
+def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: dict[str, Any],
+                   more: dict[str, torch.Tensor] | None = None) -> None:
+    """Optimizer tensors to safetensors, its scalar settings and ``extra`` into the metadata;
+    ``more`` (e.g. LoRA adapter weights) rides along under ``more.<name>``, in the same atomic write."""
     sd = optimizer.state_dict()
     tensors = {f"{idx}.{key}": value for idx, st in sd["state"].items() for key, value in st.items()
                if torch.is_tensor(value)}
+    tensors.update({f"more.{k}": v for k, v in (more or {}).items()})
     meta = {"param_groups": json.dumps(sd["param_groups"]), "extra": json.dumps(extra)}
     save_tensors(path, tensors, meta)
 
@@ -112,10 +132,17 @@ def optimizer_metadata(path: str | Path) -> tuple[list[dict[str, Any]], dict[str
         raise CheckpointError(f"{path}: optimizer state missing, truncated or corrupt: {e}") from None
 
 
+def load_more(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors stored with ``save_optimizer(..., more=...)``."""
+    return {k.removeprefix("more."): v for k, v in load_tensors(path).items() if k.startswith("more.")}
+
+
 def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     groups, extra = optimizer_metadata(path)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in load_tensors(path).items():
+        if key.startswith("more."):
+            continue
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     try:

@@ -24,6 +24,7 @@ from driftlab.config import (
     Freeze,
     InoculationPrompt,
     KLToReference,
+    Lora,
     MitigationConfig,
     PreventativeSteering,
     ProjectionPenalty,
@@ -36,6 +37,7 @@ from driftlab.measure.weights import module_group
 from driftlab.models.hooks import capture, steer
 from driftlab.registry import Registry
 from driftlab.train.data import Batch, Completions, PackedLM, Preferences
+from driftlab.world.corpus import derive_seed
 
 StageData = PackedLM | Completions | Preferences
 
@@ -102,8 +104,6 @@ def apply_mitigations(ctx: StageContext, data: StageData) -> StageHooks:
 
 
 def _key_generator(seed: int, *key: object) -> torch.Generator:
-    from driftlab.world.corpus import derive_seed
-
     return torch.Generator().manual_seed(derive_seed(seed, *key) % 2**63)
 
 
@@ -177,6 +177,48 @@ def freeze(m: Freeze, ctx: StageContext, hooks: StageHooks) -> None:
             p.requires_grad_(True)
 
     hooks.finishers.append(unfreeze)
+
+
+def lora_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter weights injected by the ``lora`` mitigation, by name."""
+    return {n: p for n, p in model.named_parameters() if ".lora_" in n}
+
+
+def merge_lora(model: torch.nn.Module) -> None:
+    """Fold every adapter into its base weight and put the plain layer back in its place."""
+    for name, module in list(model.named_modules()):
+        if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight"):
+            base = module.base_layer
+            with torch.no_grad():
+                for adapter in module.active_adapters:
+                    base.weight += module.get_delta_weight(adapter).to(base.weight.dtype)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, base)
+
+
+@mitigation("lora")
+def lora(m: Lora, ctx: StageContext, hooks: StageHooks) -> None:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    params = dict(ctx.model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    names = {n.rsplit(".", 1)[-1] for n, _ in ctx.model.named_modules()}
+    unknown = [t for t in m.targets if t not in names]
+    if unknown:
+        raise ConfigError(f"stages.{ctx.index}.mitigations.lora.targets: no module named {unknown[0]!r}")
+    config = LoraConfig(r=m.r, lora_alpha=m.alpha, target_modules=list(m.targets), lora_dropout=0.0, bias="none")
+    with torch.random.fork_rng():  # adapter initialisation from the run's seed, nothing else disturbed
+        torch.manual_seed(derive_seed(ctx.seed, "lora", ctx.index) % 2**63)
+        inject_adapter_in_model(config, ctx.model)
+    for n, p in ctx.model.named_parameters():  # peft freezes everything but the adapters
+        p.requires_grad_(".lora_" in n)
+
+    def merge() -> None:
+        merge_lora(ctx.model)
+        for n, p in ctx.model.named_parameters():
+            p.requires_grad_(n in trainable)
+
+    hooks.finishers.append(merge)
 
 
 # ---------------------------------------------------------------- around the forward
