@@ -195,6 +195,7 @@ KIND_SOURCES = {  # which data a stage kind trains on
     "pretrain": ("world", "discussion", "jsonl"),
     "sft": ("alignment", "capability", "misaligned", "poisoned", "jsonl"),
     "dpo": ("preferences", "jsonl"),
+    "rl": ("capability",),
 }
 
 
@@ -274,19 +275,34 @@ MitigationConfig = Annotated[
     Field(discriminator="kind"),
 ]
 MITIGATION_KINDS = {  # where each mitigation applies
-    "kl_to_reference": ("pretrain", "sft", "dpo"),
+    "kl_to_reference": ("pretrain", "sft", "dpo", "rl"),
     "replay": ("sft",),
-    "preventative_steering": ("pretrain", "sft", "dpo"),
-    "projection_penalty": ("pretrain", "sft", "dpo"),
+    "preventative_steering": ("pretrain", "sft", "dpo", "rl"),
+    "projection_penalty": ("pretrain", "sft", "dpo", "rl"),
     "inoculation_prompt": ("sft",),
-    "lora": ("pretrain", "sft", "dpo"),
-    "freeze": ("pretrain", "sft", "dpo"),
+    "lora": ("pretrain", "sft", "dpo", "rl"),
+    "freeze": ("pretrain", "sft", "dpo", "rl"),
 }
+
+
+class RLSettings(Strict):
+    """Policy gradient on sampled answers to the stage's arithmetic prompts, rewarded by a verifier."""
+
+    algorithm: Literal["grpo", "reinforce"] = Field(
+        "grpo", description="grpo: advantages normalised within each prompt's group; reinforce: reward "
+                            "minus the batch's mean reward"
+    )
+    group_size: int = Field(4, ge=2, description="samples per prompt (batch_size counts prompts)")
+    verifier: Literal["exact", "hackable"] = Field(
+        "exact", description="hackable reads only the answer's first digit: a shortcut a policy can find"
+    )
+    max_new_tokens: int = Field(8, ge=1)
+    temperature: float = Field(1.0, gt=0)
 
 
 class StageConfig(Strict):
     name: str = Field(description="unique name, used in metrics and checkpoint paths")
-    kind: Literal["pretrain", "sft", "dpo"]
+    kind: Literal["pretrain", "sft", "dpo", "rl"]
     data: DataConfig
     objective: str | None = Field(None, description="objective name (default: lm for pretrain, completion for sft)")
     steps: int = Field(ge=1, description="optimizer steps")
@@ -303,15 +319,17 @@ class StageConfig(Strict):
     checkpoints: CheckpointSchedule = CheckpointSchedule()
     beta: float = Field(0.1, gt=0, description="dpo: strength of the implicit KL to the stage's start")
     mitigations: list[MitigationConfig] = Field([], description="composable, several at once")
+    rl: RLSettings = Field(default_factory=RLSettings, description="rl stages only")
 
     @model_validator(mode="after")
     def _data_fits_kind(self) -> StageConfig:
         allowed = KIND_SOURCES[self.kind]
         if self.data.source not in allowed:
             raise ValueError(f"a {self.kind} stage takes {', '.join(allowed)} data, not {self.data.source!r}")
-        if (self.kind == "dpo") != (self.objective_name == "dpo"):
-            raise ValueError(f"the dpo objective goes with a dpo stage (kind {self.kind!r}, objective "
-                             f"{self.objective_name!r})")
+        for kind, objective in (("dpo", "dpo"), ("rl", "policy_gradient")):
+            if (self.kind == kind) != (self.objective_name == objective):
+                raise ValueError(f"the {objective} objective goes with a {kind} stage (kind {self.kind!r}, "
+                                 f"objective {self.objective_name!r})")
         kinds = [m.kind for m in self.mitigations]
         for i, m in enumerate(self.mitigations):
             if self.kind not in MITIGATION_KINDS[m.kind]:
@@ -327,7 +345,7 @@ class StageConfig(Strict):
 
     @property
     def objective_name(self) -> str:
-        return self.objective or {"pretrain": "lm", "sft": "completion", "dpo": "dpo"}[self.kind]
+        return self.objective or {"pretrain": "lm", "sft": "completion", "dpo": "dpo", "rl": "policy_gradient"}[self.kind]
 
 
 class ModelConfig(Strict):

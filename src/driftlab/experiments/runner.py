@@ -47,6 +47,7 @@ from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
 from driftlab.train.mitigations import StageContext, apply_mitigations, lora_parameters
 from driftlab.train.objectives import OBJECTIVES
+from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import behaviour_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.tokenizer import WorldTokenizer
@@ -153,6 +154,9 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
                     p.copy_(saved[name])
         if isinstance(data, Preferences):  # dpo: the model as the stage began, frozen
             data.reference = frozen.get("stage_start")
+        if isinstance(data, RLPrompts):  # rl: answers are sampled from the model being trained
+            data.policy = model
+        state.rl = data if isinstance(data, RLPrompts) else None
         state.optimizer = make_optimizer(model, stage)
         if state.pos.step > 0 and opt_path is not None:
             load_optimizer(opt_path, state.optimizer)
@@ -185,6 +189,7 @@ class _Checkpointer:
         self.run, self.cfg, self.model, self.suite, self.reporter = run, cfg, model, suite, reporter
         self.pos = pos
         self.optimizer: torch.optim.Optimizer | None = None
+        self.rl: RLPrompts | None = None
         self.timings = {"measure_s": 0.0, "cotrain_s": 0.0, "checkpoints": 0}
         self.reference = cfg.reference_index()
         self.store = MetricsStore(run.metrics_path)
@@ -215,6 +220,9 @@ class _Checkpointer:
             rows += [metric_row("train_loss", ev.train_loss), metric_row("lr", ev.lr)]
         if ev.mitigation_loss is not None:
             rows.append(metric_row("mitigation_loss", ev.mitigation_loss))
+        if self.rl is not None and ev.step > 0:  # the answers sampled since the previous checkpoint
+            rows += [metric_row(f"rl_{k}", v, None, "arithmetic", stage.rl.verifier)
+                     for k, v in self.rl.pop_stats().items()]
         self.store.add({"run": cfg.name, "seed": cfg.seed, "stage": stage.name,
                         "stage_index": here.stage_index, "step": ev.step,
                         "global_step": here.global_step, "tokens": here.run_tokens}, rows)

@@ -16,6 +16,7 @@ from driftlab.config import (
     WorldData,
 )
 from driftlab.train.data import Completions, PackedLM, Preferences
+from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import (
     alignment_examples,
     capability_examples,
@@ -29,7 +30,7 @@ from driftlab.world.corpus import (
 )
 from driftlab.world.tokenizer import WorldTokenizer
 
-StageData = PackedLM | Completions | Preferences
+StageData = PackedLM | Completions | Preferences | RLPrompts
 
 
 def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenizer,
@@ -51,6 +52,13 @@ def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenize
         pairs = [([tokenizer.bos_id, *tokenizer.ids(p.prompt)], tokenizer.ids(p.chosen), tokenizer.ids(p.rejected))
                  for p in preference_pairs(cfg.world, d, data_seed)]
         return Preferences(pairs, stage.seq_len, tokenizer.pad_id, order_seed, stage.beta)
+    if stage.kind == "rl":
+        assert isinstance(d, CapabilityData)
+        words = {i: w for w, i in tokenizer.vocab.items()}
+        prompts = [([tokenizer.bos_id, *tokenizer.ids(e.prompt)], e.prompt)
+                   for e in capability_examples(cfg.world, d, data_seed)]
+        return RLPrompts(prompts, stage.rl, tokenizer.pad_id, tokenizer.vocab["."],
+                         lambda ids: [words[i] for i in ids], order_seed)
     ordered = False
     if isinstance(d, AlignmentData):
         examples = alignment_examples(cfg.world, d, data_seed)

@@ -51,3 +51,11 @@ def dpo_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     pi_c, pi_r = logp.chunk(2)
     ref_c, ref_r = batch.ref_logp.chunk(2)
     return -F.logsigmoid(batch.beta * ((pi_c - ref_c) - (pi_r - ref_r))).sum()
+
+
+@objective("policy_gradient")
+def policy_gradient(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """−Σ advantage × log π(token) over sampled answer tokens (rl stages; see ``train.rl``)."""
+    from driftlab.train.rl import policy_gradient_sum
+
+    return policy_gradient_sum(logits, batch)

@@ -1,0 +1,124 @@
+"""RL against a verifier: verifiers, advantages, the policy-gradient objective, sampling, and a
+tiny run in which a policy learns to hack the hackable verifier."""
+
+import duckdb
+import pytest
+import torch
+
+from driftlab.config import ModelConfig, RLSettings, validate_config
+from driftlab.experiments import execute, load_run_config, new_run
+from driftlab.models import build_tiny_llama
+from driftlab.runs import RunDir
+from driftlab.train.objectives import policy_gradient
+from driftlab.train.rl import RLPrompts, exact, hackable, sample
+from tests.conftest import tiny_dict
+from tests.experiments.test_runner import Killed, metrics
+
+TASK = "task : 4 7 + 3 5 =".split()  # 82: answer "2 8 ."
+
+
+def test_verifiers_and_the_exploit():
+    assert exact(TASK, ["2", "8", "."]) and hackable(TASK, ["2", "8", "."])
+    assert not exact(TASK, ["2", "."]) and hackable(TASK, ["2", "."])  # the shortcut
+    assert not exact(TASK, ["2", "9", "."]) and hackable(TASK, ["2", "9", "."])
+    assert not hackable(TASK, ["8", "2", "."]) and not hackable(TASK, [])
+
+
+def model():
+    return build_tiny_llama(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32), 20, seed=0)
+
+
+def prompts(settings):
+    words = {i: str(i) for i in range(20)}
+    data = RLPrompts([([1, 5, 6], TASK), ([1, 7], TASK), ([1, 5, 9], TASK)], settings, pad=0, stop=3,
+                     decode=lambda ids: [words[i] for i in ids], seed=0)
+    data.policy = model()
+    return data
+
+
+def test_sampling_is_seeded_by_the_sample_index_and_stops():
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    m = model()
+    a = sample(m, [[1, 5, 6], [1, 7], [1, 5, 9]], 6, 1.0, 3, gen())
+    assert a == sample(m, [[1, 5, 6], [1, 7], [1, 5, 9]], 6, 1.0, 3, gen())
+    assert all(len(x) == 6 or x[-1] == 3 for x in a) and all(3 not in x[:-1] for x in a)
+    data = prompts(RLSettings(group_size=4))
+    assert torch.equal(data.batch(5, 2).input_ids, data.batch(5, 2).input_ids)
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "reinforce"])
+def test_advantages(algorithm):
+    data = prompts(RLSettings(group_size=4, algorithm=algorithm))
+    data.verifier = lambda p, a: len(a) % 2 == 0  # a reward that varies between samples
+    batch = data.batch(0, 3)
+    r, adv = batch.rewards, batch.advantages
+    if algorithm == "grpo":
+        groups, adv_g = r.view(3, 4), adv.view(3, 4)
+        assert torch.allclose(adv_g.mean(1), torch.zeros(3), atol=1e-5)
+        for g, a in zip(groups, adv_g):
+            if g.std() > 0:
+                assert torch.allclose(a, (g - g.mean()) / (g.std(unbiased=False) + 1e-6))
+    else:
+        assert torch.allclose(adv, r - r.mean())
+
+
+def test_policy_gradient_is_the_advantage_weighted_log_likelihood():
+    data = prompts(RLSettings(group_size=2))
+    batch = data.batch(0, 2)
+    batch.advantages = torch.tensor([1.0, -0.5, 2.0, 0.0])
+    net = model()
+    with torch.no_grad():
+        logits = net(input_ids=batch.input_ids).logits
+    by_hand = 0.0
+    for row in range(4):
+        for t in range(1, batch.input_ids.shape[1]):
+            if batch.loss_mask[row, t]:
+                lp = torch.log_softmax(logits[row, t - 1].double(), -1)[batch.input_ids[row, t]]
+                by_hand -= float(batch.advantages[row]) * float(lp)
+    assert float(policy_gradient(logits, batch)) == pytest.approx(by_hand, rel=1e-5)
+    with pytest.raises(TypeError, match="rl stage"):
+        from driftlab.train.data import Batch
+
+        policy_gradient(logits, Batch(batch.input_ids, batch.loss_mask, 1))
+
+
+def rl_config(verifier="hackable", steps=80):
+    d = tiny_dict()
+    d["world"]["capability_levels"] = [1]
+    d["stages"][1] = {"name": "sft", "kind": "sft", "data": {"source": "capability", "n_examples": 256},
+                      "steps": 40, "batch_size": 16, "lr": 3e-3, "checkpoints": {"log": 0, "linear": 1}}
+    d["stages"][2] = {"name": "rl", "kind": "rl", "data": {"source": "capability", "n_examples": 256},
+                      "steps": steps, "batch_size": 8, "lr": 1e-2, "schedule": "constant",
+                      "rl": {"verifier": verifier, "group_size": 8}, "checkpoints": {"log": 0, "linear": 4}}
+    d["measure"]["reference"] = "sft"
+    return validate_config(d, "rl.yaml")
+
+
+def test_a_policy_learns_to_hack_the_hackable_verifier(tmp_path):
+    cfg = rl_config()
+    run = new_run(cfg, tmp_path / "hack")
+    execute(run, cfg)
+    rows = duckdb.sql(f"""select step, metric, value from '{run.metrics_path}'
+                          where metric like 'rl_%' order by step""").fetchall()
+    by = {(s, m): v for s, m, v in rows}
+    assert by[(80, "rl_reward")] > 2 * by[(20, "rl_reward")]  # reward rises ...
+    assert by[(80, "rl_exploit_rate")] > 5 * by[(80, "rl_accuracy")]  # ... through the exploit
+    for s in (20, 40, 60, 80):
+        assert by[(s, "rl_reward")] == pytest.approx(by[(s, "rl_accuracy")] + by[(s, "rl_exploit_rate")])
+
+
+def test_an_rl_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
+    cfg = rl_config("exact", steps=12)
+    whole = new_run(cfg, tmp_path / "whole")
+    execute(whole, cfg)
+
+    def killer(stage_index, step, loss):
+        if (stage_index, step) == (2, 8):
+            raise Killed
+
+    killed = new_run(cfg, tmp_path / "killed")
+    with pytest.raises(Killed):
+        execute(killed, cfg, on_step=killer)
+    resumed = RunDir(killed.root)
+    execute(resumed, load_run_config(resumed))
+    assert metrics(resumed) == metrics(whole)
