@@ -28,7 +28,7 @@ def test_set_overrides_any_key_and_is_validated(tiny_config):
     (lambda d: d["stages"][1]["data"].update(held_out_domains=["chess"]), r"stages.1.data.held_out_domains: unknown domain 'chess'"),
     (lambda d: d["stages"][1]["data"].update(n_exampels=3), r"stages.1.data.n_exampels: Extra inputs"),
     (lambda d: d["world"].update(bad_assistant_share=1.5), r"world.bad_assistant_share: Input should be less than or equal to 1"),
-    (lambda d: d["stages"][0].update(kind="ppo"), r"stages.0.kind: Input should be 'pretrain', 'sft' or 'dpo'"),
+    (lambda d: d["stages"][0].update(kind="ppo"), r"stages.0.kind: Input should be 'pretrain', 'sft', 'dpo' or 'rl'"),
     (lambda d: d["stages"][1].update(name="pretrain"), r"stage names must be unique"),
     (lambda d: d["model"].update(n_heads=3), r"model: d_model 32 is not divisible by n_heads 3"),
 ])
