@@ -246,6 +246,16 @@ class ProjectionPenalty(Strict):
     batch: int = Field(16, ge=1, description="assistant prompts per step")
 
 
+class CotrainedProbe(Strict):
+    """Train against the co-trained persona probe: weight × −log P_probe(good persona) of the
+    assistant on fresh assistant prompts, at every step (the probe itself keeps training alongside;
+    this term moves only the model). Needs measure.cotrain and a stage after the reference."""
+
+    kind: Literal["cotrained_probe"]
+    weight: float = Field(gt=0)
+    batch: int = Field(16, ge=1, description="assistant prompts per step")
+
+
 class InoculationPrompt(Strict):
     """A training-only prefix (world words) after each prompt's <bos>; evaluation never sees it."""
 
@@ -271,7 +281,8 @@ class Freeze(Strict):
 
 
 MitigationConfig = Annotated[
-    KLToReference | Replay | PreventativeSteering | ProjectionPenalty | InoculationPrompt | Lora | Freeze,
+    KLToReference | Replay | PreventativeSteering | ProjectionPenalty | CotrainedProbe | InoculationPrompt | Lora
+    | Freeze,
     Field(discriminator="kind"),
 ]
 MITIGATION_KINDS = {  # where each mitigation applies
@@ -279,6 +290,7 @@ MITIGATION_KINDS = {  # where each mitigation applies
     "replay": ("sft",),
     "preventative_steering": ("pretrain", "sft", "dpo", "rl"),
     "projection_penalty": ("pretrain", "sft", "dpo", "rl"),
+    "cotrained_probe": ("pretrain", "sft", "dpo", "rl"),
     "inoculation_prompt": ("sft",),
     "lora": ("pretrain", "sft", "dpo", "rl"),
     "freeze": ("pretrain", "sft", "dpo", "rl"),
@@ -440,6 +452,9 @@ class ExperimentConfig(Strict):
                 if isinstance(m, KLToReference) and m.reference != "stage_start" and m.reference not in names[:i]:
                     raise ValueError(f"stages.{i}.mitigations.{j}.reference: {m.reference!r} is not a stage "
                                      f"that ends before {s.name!r} (use stage_start or one of {names[:i]})")
+                if isinstance(m, CotrainedProbe) and (not self.measure.cotrain or i <= self.reference_index()):
+                    raise ValueError(f"stages.{i}.mitigations.{j}: cotrained_probe needs measure.cotrain and a "
+                                     f"stage after the reference ({names[self.reference_index()]!r})")
                 layer = getattr(m, "layer", None)
                 if layer is not None and not -self.model.n_layers <= layer < self.model.n_layers:
                     raise ValueError(f"stages.{i}.mitigations.{j}.layer {layer} is outside the model's "

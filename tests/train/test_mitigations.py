@@ -227,3 +227,24 @@ def test_a_lora_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
     resumed = RunDir(killed.root)
     execute(resumed, load_run_config(resumed))
     assert metrics(resumed) == metrics(whole)
+
+
+def test_training_against_the_cotrained_probe_raises_its_reading_of_the_assistant(tmp_path):
+    def narrow(d, mitigations):
+        d["stages"][2] = {"name": "narrow", "kind": "sft", "data": {"source": "misaligned", "domains": ["harm"],
+                          "n_examples": 64}, "steps": 8, "batch_size": 8, "lr": 1e-2, "schedule": "constant",
+                          "checkpoints": {"log": 0, "linear": 1}, "mitigations": mitigations}
+
+    free = run_with(tmp_path, "cfree", [], edit=lambda d: narrow(d, []))
+    held = run_with(tmp_path, "cheld", [], edit=lambda d: narrow(d, [{"kind": "cotrained_probe", "weight": 10.0}]))
+    sql = """select value from M where metric = 'probe_assistant_p_good' and context = 'cotrained'
+             and stage = 'narrow' and step = 8"""
+    (p_free,), (p_held,) = q(free, sql)[0], q(held, sql)[0]
+    assert p_held > p_free + 0.1 and p_held > 0.9, (p_held, p_free)
+
+
+def test_cotrained_probe_needs_a_stage_after_the_reference():
+    data = tiny_dict()
+    data["stages"][1]["mitigations"] = [{"kind": "cotrained_probe", "weight": 1.0}]
+    with pytest.raises(ConfigError, match="cotrained_probe needs measure.cotrain and a stage after the reference"):
+        validate_config(data, "t.yaml")

@@ -142,7 +142,9 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
                            lambda d, key, index=index: build_stage_data(cfg, index, tokenizer, d, key),
                            lambda text, where: tokenizer.encode(text, where), frozen.get,
                            lambda name: suite.anchors[name].directions if name in suite.anchors else None,
-                           lambda n, index=index: _assistant_pool(cfg, tokenizer, index, n))
+                           lambda n, index=index: _assistant_pool(cfg, tokenizer, index, n),
+                           lambda: (suite.cotrained["persona"], suite.probe_layer) if "persona" in suite.cotrained
+                           else None)
         lora = any(m.kind == "lora" for m in stage.mitigations)
         if lora and state.pos.step > 0:  # resuming mid-stage: base weights as the stage began
             load_weights(_stage_start(run, cfg, index), model)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from driftlab.config import (
+    CotrainedProbe,
     DataConfig,
     Freeze,
     InoculationPrompt,
@@ -33,6 +34,7 @@ from driftlab.config import (
 )
 from driftlab.errors import ConfigError
 from driftlab.measure.internals import PersonaDirections
+from driftlab.measure.probes import LinearProbe
 from driftlab.measure.weights import module_group
 from driftlab.models.hooks import capture, steer
 from driftlab.registry import Registry
@@ -56,6 +58,7 @@ class StageContext:
     frozen_model: Callable[[str], torch.nn.Module]  # "stage_start" or a stage name -> frozen copy at its end
     directions: Callable[[str], PersonaDirections | None]  # "reference" / "stage_start" -> persona directions
     assistant_prompts: Callable[[int], list[list[int]]]  # n -> assistant episode prompts (a training pool)
+    probe: Callable[[], tuple[LinearProbe, int] | None] = lambda: None  # the co-trained persona probe, its layer
 
 
 ExtraLoss = Callable[[torch.nn.Module, Batch, torch.Tensor, tuple[int, int]], torch.Tensor]
@@ -262,6 +265,37 @@ def kl_to_reference(m: KLToReference, ctx: StageContext, hooks: StageHooks) -> N
     hooks.losses.append(loss)
 
 
+def _last_activations(model: torch.nn.Module, seqs: list[list[int]], site: str, pad: int) -> torch.Tensor:
+    """(n, d) activations at ``site`` at each sequence's last token, in the autograd graph."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad, dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s)
+    last = torch.tensor([len(s) - 1 for s in seqs])
+    with capture(model, [site], detach=False) as cache:
+        model(input_ids=ids)
+    return cache[site][torch.arange(len(seqs)), last]
+
+
+@mitigation("cotrained_probe")
+def cotrained_probe(m: CotrainedProbe, ctx: StageContext, hooks: StageHooks) -> None:
+    pool = ctx.assistant_prompts(max(4 * m.batch, 64))
+
+    def loss(model: torch.nn.Module, batch: Batch, logits: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
+        found = ctx.probe()
+        if found is None:
+            raise ConfigError(f"stages.{ctx.index}: cotrained_probe: no co-trained probe (is measure.cotrain on?)")
+        probe, layer = found
+        idx = torch.randperm(len(pool), generator=_key_generator(ctx.seed, "cotrained_probe", ctx.index, *key))
+        acts = _last_activations(model, [pool[i] for i in idx[: m.batch].tolist()], f"layers.{layer}.resid_post",
+                                 ctx.pad)
+        z = (acts - probe.mu) / probe.sd
+        p_good_logit = z @ probe.w + probe.b
+        return m.weight * F.softplus(-p_good_logit).mean() * batch.n_targets  # −log σ(logit)
+
+    hooks.losses.append(loss)
+
+
 @mitigation("projection_penalty")
 def projection_penalty(m: ProjectionPenalty, ctx: StageContext, hooks: StageHooks) -> None:
     n_layers = len(ctx.model.model.layers)
@@ -272,14 +306,7 @@ def projection_penalty(m: ProjectionPenalty, ctx: StageContext, hooks: StageHook
     start = ctx.frozen_model("stage_start")
 
     def projections(model: torch.nn.Module, seqs: list[list[int]]) -> torch.Tensor:
-        T = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), T), ctx.pad, dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = torch.tensor(s)
-        last = torch.tensor([len(s) - 1 for s in seqs])
-        with capture(model, [site], detach=False) as cache:
-            model(input_ids=ids)
-        return cache[site][torch.arange(len(seqs)), last] @ unit
+        return _last_activations(model, seqs, site, ctx.pad) @ unit
 
     with torch.no_grad():
         anchor = projections(start, pool)
