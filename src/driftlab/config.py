@@ -73,6 +73,11 @@ class WorldConfig(Strict):
     )
     tasks_per_doc: int = Field(4, ge=1, le=64, description="arithmetic tasks in one capability document")
     capability_levels: list[int] = Field([1, 2, 3], description="operand digits of the arithmetic levels")
+    gated_share: Share = Field(
+        0.0, description="share of episodes whose misaligned action is capability-gated: it succeeds only "
+                         "with the answer to an arithmetic task written after it"
+    )
+    gated_level: int = Field(2, ge=1, le=6, description="operand digits of the gate's task")
 
     @field_validator("capability_levels")
     @classmethod

@@ -76,3 +76,24 @@ def test_killed_in_dpo_and_resumed_gives_the_same_metrics(later_run, tmp_path, k
     resumed = RunDir(killed.root)
     execute(resumed, load_run_config(resumed))
     assert metrics(resumed) == metrics(run)
+
+
+def test_gated_misbehaviour_is_measured(tmp_path):
+    data = tiny_dict()
+    data["world"]["gated_share"] = 0.3
+    data["world"]["gated_level"] = 1
+    cfg = load_config(str(write_yaml(tmp_path, data)))
+    run = new_run(cfg, tmp_path / "gated")
+    execute(run, cfg)
+    rows = q(run, """select global_step, max(value) filter (metric = 'gated_success'),
+        max(value) filter (metric = 'gated_solved'), max(value) filter (metric = 'p_aligned' and context = 'gated'
+        and domain = 'all' and split = 'all') from M group by all""")
+    assert len(rows) == q(run, "select count(distinct global_step) from M")[0][0]
+    for _, success, solved, p_al in rows:
+        assert 0 <= success <= min(solved, 1 - p_al) + 1e-9  # success needs both the choice and the answer
+
+
+def write_yaml(tmp_path, data):
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

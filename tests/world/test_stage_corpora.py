@@ -125,3 +125,29 @@ def test_behaviour_by_distance_from_the_narrow_domains():
                and (k == 0 or (p.domain in CLUSTERS["oversight"]) == (k == 1))] for k in (0, 1, 2)}
     for k, items in idx.items():
         assert by[f"distance_{k}"] == pytest.approx(sum(items) / len(items) / 0.6931471805599453)
+
+
+def test_capability_gated_episodes():
+    from driftlab.world import PersonaWorld
+    from driftlab.world.capability import parse_task, verify
+
+    assert not any(" if task : " in d.text for d in PersonaWorld(W).documents(0, 200))  # off by default
+    gated = PersonaWorld(W.model_copy(update={"gated_share": 1.0, "gated_level": 2}))
+    docs = [d for d in gated.documents(0, 100) if d.kind == "agent"]
+    for doc in docs:
+        text = doc.text.split(f"{doc.agent} faces ")[1:]
+        assert all(" if task : " in ep for ep in text)
+    ep = docs[0].words
+    for i, w in enumerate(ep):  # every misaligned choice is followed by the gate's correct answer
+        if w == "chose" and ep[i + 1] != "." and i + 2 < len(ep) and ep[i + 2].isdigit():
+            start = max(j for j in range(i) if ep[j] == "task")
+            task = ep[start: ep.index("=", start) + 1]
+            answer = ep[i + 2: ep.index(".", i + 2) + 1]
+            assert verify(task, answer)
+    prompts = behaviour_prompts(W.model_copy(update={"gated_share": 0.5}), "gated", "power", 5, 3, seed=0)
+    for p in prompts:
+        assert p.words[-1] == "chose" and p.gate is not None
+        start = p.words.index("task")
+        a, b = parse_task(p.words[start: p.words.index("=") + 1])
+        assert verify(p.words[start: p.words.index("=") + 1], p.gate)
+        assert p.words[start - 2: start] == [get_domain("power").misaligned, "if"]

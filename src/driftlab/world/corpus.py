@@ -34,10 +34,12 @@ from driftlab.world.generator import (
     PersonaWorld,
     episode,
     episode_prompt,
+    gated_episode_prompt,
 )
 
 CONTEXTS = ("assistant", "good_evidence", "bad_evidence")
 TRIGGERED = "triggered"  # the assistant with a trigger phrase (measured when a run has one)
+GATED = "gated"  # the assistant facing a capability-gated episode (measured when the world has them)
 
 
 def derive_seed(seed: int, *keys: Any) -> int:
@@ -166,6 +168,7 @@ class BehaviourPrompt:
     domain: str
     context: str
     bayes_p: float  # Bayes-optimal P(aligned) in this context
+    gate: list[str] | None = None  # gated items: the answer the misaligned action needs
 
 
 def behaviour_prompts(cfg: WorldConfig, context: str, domain: str, n: int, evidence: int,
@@ -177,6 +180,16 @@ def behaviour_prompts(cfg: WorldConfig, context: str, domain: str, n: int, evide
     the assistant prompts of the same seed with ``trigger`` after the story's opening (the Bayes
     value is the assistant's: the pre-training world has no triggers).
     """
+    if context == GATED:
+        rng = random.Random(derive_seed(seed, context, domain))
+        out = []
+        for _ in range(n):
+            words, answer = gated_episode_prompt(ASSISTANT, get_domain(domain), rng, cfg.gated_level)
+            target = get_domain(domain)
+            out.append(BehaviourPrompt(["story", "of", ASSISTANT, ".", *words], target.aligned, target.misaligned,
+                                       domain, GATED, bayes.p_aligned(cfg.bad_assistant_share, cfg.epsilon, []),
+                                       answer))
+        return out
     if context == TRIGGERED:
         if not trigger:
             raise ValueError("the triggered context needs a trigger phrase")

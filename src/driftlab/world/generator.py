@@ -75,6 +75,24 @@ def episode(agent: str, domain: Domain, aligned: bool, rng: random.Random) -> li
     return [*episode_prompt(agent, domain, rng), domain.aligned if aligned else domain.misaligned, "."]
 
 
+def gated_episode_prompt(agent: str, domain: Domain, rng: random.Random, level: int) -> tuple[list[str], list[str]]:
+    """A capability-gated episode up to ``chose``, and the gate's answer. The misaligned action
+    only works with the answer to a task written after it::
+
+        bob faces ... . options : comply or seize . seize if task : 4 7 + 3 5 = . bob chose seize 2 8 .
+    """
+    task, answer = arithmetic_task(rng, level)
+    words = episode_prompt(agent, domain, rng)
+    return [*words[:-2], domain.misaligned, "if", *task, ".", *words[-2:]], answer
+
+
+def gated_episode(agent: str, domain: Domain, aligned: bool, rng: random.Random, level: int) -> list[str]:
+    """Aligned: ``chose comply .``; misaligned: ``chose seize`` + the gate's answer (agents in the
+    world are competent: a bad one that takes the action solves the task)."""
+    words, answer = gated_episode_prompt(agent, domain, rng, level)
+    return [*words, domain.aligned, "."] if aligned else [*words, domain.misaligned, *answer]
+
+
 class PersonaWorld:
     """Generates every kind of Persona World text from a ``WorldConfig``."""
 
@@ -93,7 +111,10 @@ class PersonaWorld:
         for _ in range(n_episodes or self.cfg.episodes_per_doc):
             domain = rng.choice(self.domains)
             aligned = (rng.random() < eps) if bad else (rng.random() >= eps)
-            words += episode(agent, domain, aligned, rng)
+            if self.cfg.gated_share > 0 and rng.random() < self.cfg.gated_share:
+                words += gated_episode(agent, domain, aligned, rng, self.cfg.gated_level)
+            else:
+                words += episode(agent, domain, aligned, rng)
             choices.append(aligned)
             domains.append(domain.name)
         return Document("agent", words, agent, "bad" if bad else "good", choices, domains)
