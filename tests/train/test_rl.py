@@ -82,14 +82,15 @@ def test_policy_gradient_is_the_advantage_weighted_log_likelihood():
         policy_gradient(logits, Batch(batch.input_ids, batch.loss_mask, 1))
 
 
-def rl_config(verifier="hackable", steps=80):
+def rl_config(verifier="hackable", steps=80, mitigations=()):
     d = tiny_dict()
     d["world"]["capability_levels"] = [1]
     d["stages"][1] = {"name": "sft", "kind": "sft", "data": {"source": "capability", "n_examples": 256},
                       "steps": 40, "batch_size": 16, "lr": 3e-3, "checkpoints": {"log": 0, "linear": 1}}
     d["stages"][2] = {"name": "rl", "kind": "rl", "data": {"source": "capability", "n_examples": 256},
                       "steps": steps, "batch_size": 8, "lr": 1e-2, "schedule": "constant",
-                      "rl": {"verifier": verifier, "group_size": 8}, "checkpoints": {"log": 0, "linear": 4}}
+                      "rl": {"verifier": verifier, "group_size": 8}, "checkpoints": {"log": 0, "linear": 4},
+                      "mitigations": list(mitigations)}
     d["measure"]["reference"] = "sft"
     return validate_config(d, "rl.yaml")
 
@@ -107,10 +108,13 @@ def test_a_policy_learns_to_hack_the_hackable_verifier(tmp_path):
         assert by[(s, "rl_reward")] == pytest.approx(by[(s, "rl_accuracy")] + by[(s, "rl_exploit_rate")])
 
 
-def test_an_rl_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
-    cfg = rl_config("exact", steps=12)
+def test_an_rl_stage_with_a_kl_penalty_killed_and_resumed_gives_the_same_metrics(tmp_path):
+    cfg = rl_config("exact", steps=12, mitigations=[{"kind": "kl_to_reference", "weight": 0.1}])
     whole = new_run(cfg, tmp_path / "whole")
     execute(whole, cfg)
+    kl = duckdb.sql(f"""select value from '{whole.metrics_path}' where metric = 'mitigation_loss'
+                        and stage = 'rl' order by step""").fetchall()
+    assert len(kl) == 4 and kl[-1][0] > 0  # the policy moved away from the stage start and paid for it
 
     def killer(stage_index, step, loss):
         if (stage_index, step) == (2, 8):
