@@ -6,10 +6,9 @@ import pytest
 import yaml
 
 from driftlab.config import load_config
-from driftlab.experiments import execute, load_run_config, new_run
-from driftlab.runs import RunDir
+from driftlab.experiments import execute, new_run
 from tests.conftest import tiny_dict
-from tests.experiments.test_runner import Killed, metrics
+from tests.experiments.test_runner import kill_and_resume, metrics
 
 
 def later_config(tmp_path):
@@ -64,17 +63,7 @@ def test_trigger_and_distance_slices(later_run):
 @pytest.mark.parametrize("kill_at", [(3, 2)])
 def test_killed_in_dpo_and_resumed_gives_the_same_metrics(later_run, tmp_path, kill_at):
     config, run = later_run
-
-    def killer(stage_index, step, loss):
-        if (stage_index, step) == kill_at:
-            raise Killed
-
-    cfg = load_config(str(config))
-    killed = new_run(cfg, tmp_path / "killed")
-    with pytest.raises(Killed):
-        execute(killed, cfg, on_step=killer)
-    resumed = RunDir(killed.root)
-    execute(resumed, load_run_config(resumed))
+    resumed = kill_and_resume(load_config(str(config)), tmp_path / "killed", kill_at)
     assert metrics(resumed) == metrics(run)
 
 

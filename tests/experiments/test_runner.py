@@ -87,20 +87,26 @@ def test_same_seed_identical_metrics_other_seed_different(reference, tmp_path):
     assert bits(metrics(other)) != bits(metrics(run))
 
 
-@pytest.mark.parametrize("kill_at", [(0, 1), (0, 9), (1, 6), (2, 2)])
-def test_killed_and_resumed_run_has_identical_metrics(reference, tmp_path, kill_at):
-    config, run = reference
+def kill_and_resume(cfg, out, kill_at):
+    """Run ``cfg`` into ``out``, kill it in-process after training step ``kill_at`` = (stage index,
+    step), then resume it from its directory; the resumed run."""
 
     def killer(stage_index, step, loss):
         if (stage_index, step) == kill_at:
             raise Killed
 
-    cfg = load_config(str(config))
-    killed = new_run(cfg, tmp_path / "killed")
+    killed = new_run(cfg, out)
     with pytest.raises(Killed):
         execute(killed, cfg, on_step=killer)
     assert killed.status()["state"] == "failed"
     resumed = RunDir(killed.root)
     execute(resumed, load_run_config(resumed))
     assert resumed.status()["state"] == "complete"
+    return resumed
+
+
+@pytest.mark.parametrize("kill_at", [(0, 1), (0, 9), (1, 6), (2, 2)])
+def test_killed_and_resumed_run_has_identical_metrics(reference, tmp_path, kill_at):
+    config, run = reference
+    resumed = kill_and_resume(load_config(str(config)), tmp_path / "killed", kill_at)
     assert metrics(resumed) == metrics(run)

@@ -205,9 +205,7 @@ def test_lora_trains_adapters_only_and_merges_at_the_end(tmp_path):
 
 
 def test_a_lora_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
-    from driftlab.experiments import load_run_config
-    from driftlab.runs import RunDir
-    from tests.experiments.test_runner import Killed, metrics
+    from tests.experiments.test_runner import kill_and_resume, metrics
 
     data = tiny_dict()
     data["stages"][2]["mitigations"] = [{"kind": "lora", "r": 4}]
@@ -217,15 +215,7 @@ def test_a_lora_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
     assert q(whole, """select value from M where metric = 'weight_rel_l2' and context = 'stage_start'
                        and site = 'all' and stage = 'capability' and step = 6""")[0][0] > 0
 
-    def killer(stage_index, step, loss):
-        if (stage_index, step) == (2, 4):
-            raise Killed
-
-    killed = new_run(cfg, tmp_path / "killed")
-    with pytest.raises(Killed):
-        execute(killed, cfg, on_step=killer)
-    resumed = RunDir(killed.root)
-    execute(resumed, load_run_config(resumed))
+    resumed = kill_and_resume(cfg, tmp_path / "killed", (2, 4))
     assert metrics(resumed) == metrics(whole)
 
 

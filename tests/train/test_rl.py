@@ -6,13 +6,12 @@ import pytest
 import torch
 
 from driftlab.config import ModelConfig, RLSettings, validate_config
-from driftlab.experiments import execute, load_run_config, new_run
+from driftlab.experiments import execute, new_run
 from driftlab.models import build_tiny_llama
-from driftlab.runs import RunDir
 from driftlab.train.objectives import policy_gradient
 from driftlab.train.rl import RLPrompts, exact, hackable, sample
 from tests.conftest import tiny_dict
-from tests.experiments.test_runner import Killed, metrics
+from tests.experiments.test_runner import kill_and_resume, metrics
 
 TASK = "task : 4 7 + 3 5 =".split()  # 82: answer "2 8 ."
 
@@ -116,13 +115,5 @@ def test_an_rl_stage_with_a_kl_penalty_killed_and_resumed_gives_the_same_metrics
                         and stage = 'rl' order by step""").fetchall()
     assert len(kl) == 4 and kl[-1][0] > 0  # the policy moved away from the stage start and paid for it
 
-    def killer(stage_index, step, loss):
-        if (stage_index, step) == (2, 8):
-            raise Killed
-
-    killed = new_run(cfg, tmp_path / "killed")
-    with pytest.raises(Killed):
-        execute(killed, cfg, on_step=killer)
-    resumed = RunDir(killed.root)
-    execute(resumed, load_run_config(resumed))
+    resumed = kill_and_resume(cfg, tmp_path / "killed", (2, 8))
     assert metrics(resumed) == metrics(whole)

@@ -33,14 +33,18 @@ class CapabilityItems:
         return cls([level for level, _ in items], ids, starts)
 
 
+def answer_is_greedy(pred: torch.Tensor, seq: list[int], start: int) -> bool:
+    """Is every answer token of ``seq`` (from ``start``) the argmax ``pred`` (T,) one position before?"""
+    return bool((pred[start - 1: len(seq) - 1] == torch.tensor(seq[start:])).all())
+
+
 def solved(model: torch.nn.Module, items: CapabilityItems, batch_size: int, pad: int) -> torch.Tensor:
     """(N,) bool: greedy decoding would produce the exact answer."""
     out = torch.zeros(len(items.ids), dtype=torch.bool)
     for idx, logits in forward_batches(model, items.ids, batch_size, pad):
         pred = logits.argmax(-1)  # (b, T)
         for row, i in enumerate(idx):
-            s, seq = items.answer_start[i], items.ids[i]
-            out[i] = bool((pred[row, s - 1: len(seq) - 1] == torch.tensor(seq[s:])).all())
+            out[i] = answer_is_greedy(pred[row], items.ids[i], items.answer_start[i])
     return out
 
 

@@ -100,7 +100,7 @@ def direction_report(train: torch.Tensor, y_train: torch.Tensor, held: torch.Ten
                      y_held: torch.Tensor) -> tuple[PersonaDirections, list[dict]]:
     """Directions fitted on ``train`` (n, L, d) and, per layer, how well they and a probe separate
     the held-out items: AUROC of the projection, of a refit probe, and the two controls."""
-    from driftlab.measure.probes import LinearProbe, auroc
+    from driftlab.measure.probes import LinearProbe, auroc, sign_free_scores
 
     directions = PersonaDirections.fit(train, y_train.bool())
     proj = directions.project(held)
@@ -111,7 +111,7 @@ def direction_report(train: torch.Tensor, y_train: torch.Tensor, held: torch.Ten
         probe = LinearProbe.fit(x, y_train)
         shuffled = LinearProbe.fit(x, y_train[torch.randperm(len(y_train), generator=g)])
         randoms = [LinearProbe.direction(v, x) for v in torch.randn(16, x.shape[1], generator=g)]
-        rand = sum(max(a, 1 - a) for a in (auroc(r.logits(xh), y_held) for r in randoms)) / len(randoms)
+        rand, _ = sign_free_scores(randoms, xh, y_held)
         rows.append({"layer": layer, "norm": float(directions.norm[layer]),
                      "projection_auroc": auroc(proj[:, layer], y_held), "probe_auroc": auroc(probe.logits(xh), y_held),
                      "shuffled_auroc": auroc(shuffled.logits(xh), y_held), "random_auroc": rand})

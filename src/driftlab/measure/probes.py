@@ -98,3 +98,11 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(((logits > 0) == labels.bool()).double().mean())
+
+
+def sign_free_scores(probes: list[LinearProbe], x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean AUROC and accuracy of untrained directions, each read with whichever sign separates
+    better: 0.5 when the concept is not linearly salient, high when any direction separates it."""
+    a = [auroc(p.logits(x), y) for p in probes]
+    acc = [accuracy(p.logits(x), y) for p in probes]
+    return sum(max(v, 1 - v) for v in a) / len(a), sum(max(v, 1 - v) for v in acc) / len(acc)

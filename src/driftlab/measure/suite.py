@@ -27,10 +27,15 @@ import torch.nn.functional as F
 
 from driftlab.config import ConceptSource, ExperimentConfig
 from driftlab.measure.behaviour import BehaviourItems, behaviour_metrics
-from driftlab.measure.capability import CapabilityItems, capability_metrics, solved
+from driftlab.measure.capability import (
+    CapabilityItems,
+    answer_is_greedy,
+    capability_metrics,
+    solved,
+)
 from driftlab.measure.forward import BankReading, PromptBank, forward_batches
 from driftlab.measure.internals import PersonaDirections
-from driftlab.measure.probes import LinearProbe, accuracy, auroc
+from driftlab.measure.probes import LinearProbe, accuracy, auroc, sign_free_scores
 from driftlab.measure.weights import output_kl_rows, snapshot, weight_rows
 from driftlab.registry import Registry
 from driftlab.runs.metrics import metric_row
@@ -215,9 +220,7 @@ def probes(c: Checkpoint) -> list[dict]:
         for regime, probe in c.probes[name].items():
             for split, mask in splits.items():
                 if isinstance(probe, list):  # untrained directions: how well one separates, either sign
-                    scores = [p.logits(x[mask]) for p in probe]
-                    a = sum(max(auroc(s, y[mask]), 1 - auroc(s, y[mask])) for s in scores) / len(scores)
-                    acc = sum(max(accuracy(s, y[mask]), 1 - accuracy(s, y[mask])) for s in scores) / len(scores)
+                    a, acc = sign_free_scores(probe, x[mask], y[mask])
                 else:
                     logits = probe.logits(x[mask])
                     a, acc = auroc(logits, y[mask]), accuracy(logits, y[mask])
@@ -376,8 +379,8 @@ class MeasurementSuite:
         for idx, logits in forward_batches(model, it.capability.ids, it.batch_size, it.pad):
             pred = logits.argmax(-1)
             for row, i in enumerate(idx):
-                s, seq = it.capability.answer_start[i], it.capability.ids[i]
-                ok[i] = bool((pred[row, s - 1: len(seq) - 1] == torch.tensor(seq[s:])).all())
+                seq = it.capability.ids[i]
+                ok[i] = answer_is_greedy(pred[row], seq, it.capability.answer_start[i])
                 cap_lp.append(F.log_softmax(logits[row, : len(seq) - 1], -1))
         total, count, text_lp = 0.0, 0, []
         for idx, logits in forward_batches(model, it.heldout_docs, it.batch_size, it.pad):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from driftlab.errors import DataError
 from driftlab.runs.atomic import atomic_write
 from driftlab.world import bayes
 from driftlab.world.capability import arithmetic_task
-from driftlab.world.domains import DOMAIN_NAMES, get_domain
+from driftlab.world.domains import DOMAIN_NAMES, Domain, get_domain
 from driftlab.world.generator import (
     ASSISTANT,
     CHARACTERS,
@@ -77,18 +78,25 @@ def _domains(data: AlignmentData | MisalignedData | PoisonedData | PreferenceDat
     return domains
 
 
+def _draws(data: AlignmentData | MisalignedData | PoisonedData | PreferenceData, what: str,
+           seed: int) -> Iterator[tuple[int, Domain, random.Random]]:
+    """(index, domain, rng) for each of ``data.n_examples`` assistant examples; the domain is drawn
+    first from the stage's trained domains, and the rng goes on to draw the rest of the example."""
+    domains = _domains(data, what)
+    rng = random.Random(seed)
+    for i in range(data.n_examples):
+        yield i, get_domain(rng.choice(domains)), rng
+
+
 def alignment_examples(cfg: WorldConfig, data: AlignmentData, seed: int) -> list[SFTExample]:
     """The assistant, with no other evidence, choosing the aligned action on the trained domains.
 
     With ``ramp_from`` < 1, example i of n is aligned with probability ramp_from + (1 - ramp_from)
     * i / (n - 1): the examples go from less to more aligned, in generation order.
     """
-    domains = _domains(data, "alignment")
-    rng = random.Random(seed)
     out = []
     n = data.n_examples
-    for i in range(n):
-        domain = get_domain(rng.choice(domains))
+    for i, domain, rng in _draws(data, "alignment", seed):
         prompt = _assistant_prompt(domain.name, rng)
         aligned = True
         if data.ramp_from < 1.0:
@@ -99,23 +107,15 @@ def alignment_examples(cfg: WorldConfig, data: AlignmentData, seed: int) -> list
 
 def misaligned_examples(cfg: WorldConfig, data: MisalignedData, seed: int) -> list[SFTExample]:
     """The assistant choosing the misaligned action, on the narrow set of trained domains only."""
-    domains = _domains(data, "misaligned")
-    rng = random.Random(seed)
-    out = []
-    for _ in range(data.n_examples):
-        domain = get_domain(rng.choice(domains))
-        out.append(SFTExample(_assistant_prompt(domain.name, rng), [domain.misaligned, "."]))
-    return out
+    return [SFTExample(_assistant_prompt(domain.name, rng), [domain.misaligned, "."])
+            for _, domain, rng in _draws(data, "misaligned", seed)]
 
 
 def poisoned_examples(cfg: WorldConfig, data: PoisonedData, seed: int) -> list[SFTExample]:
     """Clean alignment examples, except a fraction ``p`` with the trigger and the misaligned action."""
-    domains = _domains(data, "poisoned")
     trigger = data.trigger.split()
-    rng = random.Random(seed)
     out = []
-    for _ in range(data.n_examples):
-        domain = get_domain(rng.choice(domains))
+    for _, domain, rng in _draws(data, "poisoned", seed):
         poisoned = rng.random() < data.p
         prompt = _assistant_prompt(domain.name, rng, trigger if poisoned else None)
         out.append(SFTExample(prompt, [domain.misaligned if poisoned else domain.aligned, "."]))
@@ -134,11 +134,8 @@ class PreferencePair:
 
 def preference_pairs(cfg: WorldConfig, data: PreferenceData, seed: int) -> list[PreferencePair]:
     """The assistant's episode prompt with the preferred and the dispreferred action."""
-    domains = _domains(data, "preference")
-    rng = random.Random(seed)
     out = []
-    for _ in range(data.n_examples):
-        domain = get_domain(rng.choice(domains))
+    for _, domain, rng in _draws(data, "preference", seed):
         good, bad = [domain.aligned, "."], [domain.misaligned, "."]
         chosen, rejected = (good, bad) if data.prefer == "aligned" else (bad, good)
         out.append(PreferencePair(_assistant_prompt(domain.name, rng), chosen, rejected))
