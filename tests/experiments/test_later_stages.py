@@ -86,3 +86,12 @@ def write_yaml(tmp_path, data):
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def test_unknown_word_in_the_trigger_names_the_key(tmp_path):
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    data = tiny_dict()
+    data["measure"]["trigger"] = "today is zebra ."
+    result = run_cli("run", str(write_yaml(tmp_path, data)), "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, "measure.trigger: unknown word 'zebra'")

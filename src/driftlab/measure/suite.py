@@ -304,6 +304,9 @@ def _jsonl_concept(source: ConceptSource, tokenizer: WorldTokenizer) -> Concept:
 def build_eval_items(cfg: ExperimentConfig, tokenizer: WorldTokenizer) -> EvalItems:
     m = cfg.measure
     trigger = cfg.eval_trigger()
+    if trigger:  # an unknown word names the key, not the prompt it ends up in
+        where = "measure.trigger" if m.trigger else "the poisoned stage's data.trigger"
+        tokenizer.ids(trigger.split(), where)
     contexts = CONTEXTS + ((TRIGGERED,) if trigger else ()) + ((GATED,) if cfg.world.gated_share > 0 else ())
     prompts = [p for context in contexts for domain in DOMAIN_NAMES
                for p in behaviour_prompts(cfg.world, context, domain, m.items_per_domain,
