@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the tests' prefix cache: shared by this session's runs (so quick presets reuse each other's
+# pre-training, as a user's would), never the user's own
+os.environ.setdefault("DRIFTLAB_PREFIX_CACHE", tempfile.mkdtemp(prefix="driftlab-prefixes-"))
 
 TINY = {
     "name": "tiny",

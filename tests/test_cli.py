@@ -96,9 +96,10 @@ def test_unreadable_jsonl_line(tmp_path, line, message):
 def test_truncated_checkpoint_on_resume(tiny_config, tmp_path):
     out = tmp_path / "r"
     assert run_cli("run", str(tiny_config), "--out", str(out)).returncode == 0
-    status = json.loads((out / "status.json").read_text())
-    (out / "status.json").write_text(json.dumps({**status, "state": "failed"}))
-    last = sorted((out / "checkpoints" / "2-capability").glob("*.safetensors"))[-1]
+    for status_path in (out / "status.json", out / "main" / "seed-0" / "status.json"):
+        status = json.loads(status_path.read_text())
+        status_path.write_text(json.dumps({**status, "state": "failed"}))
+    last = sorted((out / "main" / "seed-0" / "checkpoints" / "2-capability").glob("*.safetensors"))[-1]
     last.write_bytes(last.read_bytes()[:64])
     assert_one_line_error(run_cli("run", "--resume", str(out)), last.name, "truncated or corrupt")
     assert json.loads((out / "status.json").read_text())["state"] == "failed"
@@ -107,10 +108,10 @@ def test_truncated_checkpoint_on_resume(tiny_config, tmp_path):
 def test_mismatched_checkpoint_on_resume(tiny_config, tmp_path):
     out = tmp_path / "r"
     assert run_cli("run", str(tiny_config), "--out", str(out)).returncode == 0
-    (out / "status.json").write_text(json.dumps({"state": "failed"}))
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
-    cfg["model"]["d_model"] = 64  # the saved weights no longer fit this config
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (out / "main" / "seed-0" / "status.json").write_text(json.dumps({"state": "failed"}))
+    exp = yaml.safe_load((out / "experiment.yaml").read_text())
+    exp["arms"]["main"]["model"]["d_model"] = 64  # the saved weights no longer fit this config
+    (out / "experiment.yaml").write_text(yaml.safe_dump(exp))
     assert_one_line_error(run_cli("run", "--resume", str(out)), "mismatched checkpoint")
 
 
@@ -123,19 +124,20 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tiny_config, tmp_pa
     data["stages"][0]["steps"] = 40
     data["stages"][0]["checkpoints"] = {"log": 0, "linear": 20}
     config = write(tmp_path, data)
-    ref = run_cli("run", str(config), "--out", str(tmp_path / "ref"))
+    ref = run_cli("run", str(config), "--out", str(tmp_path / "ref"), "--no-cache")
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "driftlab.cli", "run", str(config), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "driftlab.cli", "run", str(config), "--out", str(out), "--no-cache"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     deadline = time.time() + 120
-    ckpts = out / "checkpoints" / "0-pretrain"
+    ckpts = out / "main" / "seed-0" / "checkpoints" / "0-pretrain"
     while time.time() < deadline and len(list(ckpts.glob("*.json"))) < 5:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert json.loads((out / "status.json").read_text())["state"] == "running"  # never marked complete
+    for status in (out / "status.json", out / "main" / "seed-0" / "status.json"):
+        assert json.loads(status.read_text())["state"] == "running"  # never marked complete
     result = run_cli("run", "--resume", str(out))
     assert result.returncode == 0, result.stderr
     assert pq.read_table(out / "metrics.parquet").to_pylist() == pq.read_table(tmp_path / "ref" / "metrics.parquet").to_pylist()

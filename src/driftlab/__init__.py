@@ -1,3 +1,3 @@
 """driftlab: does a language model's alignment survive the training that comes after it?"""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

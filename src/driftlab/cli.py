@@ -80,47 +80,118 @@ class RichReporter:
         pass
 
 
+class ExperimentEvents:
+    """The experiment's runs, one after another, each with its own progress bars."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def run_start(self, arm: str, seed: int, index: int, total: int, run) -> RichReporter:
+        self.progress.console.print(f"[bold]arm {arm} · seed {seed}[/] ({index + 1}/{total}) → {run.root}",
+                                    highlight=False)
+        return RichReporter(self.progress)
+
+    def prefix_hit(self, hit) -> None:
+        self.progress.console.print(f"  prefix cache hit: stages {', '.join(hit.stages)} reused from "
+                                    f"{hit.source} (key {hit.key})", highlight=False, soft_wrap=True)
+
+    def run_done(self, arm: str, seed: int, skipped: bool) -> None:
+        if skipped:
+            self.progress.console.print(f"arm {arm} · seed {seed}: already complete", highlight=False)
+
+
 @app.command()
 @friendly
 def run(
-    source: Annotated[str | None, typer.Argument(help="preset name or config YAML (default: the default preset)")] = None,
-    out: Annotated[Path | None, typer.Option(help="run directory (default: runs/<name>-<timestamp>)")] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="the same experiment at a size that runs in about a minute")] = False,
+    source: Annotated[str | None, typer.Argument(help="preset name or config YAML (default: reversion)")] = None,
+    out: Annotated[Path | None, typer.Option(help="experiment directory (default: runs/<name>-<timestamp>)")] = None,
+    seed: Annotated[int | None, typer.Option(help="first random seed")] = None,
+    seeds: Annotated[int | None, typer.Option(help="seeds per arm (default: the preset's)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="the same experiment at a size that runs in minutes")] = False,
     set_: SetOpt = None,
-    resume: Annotated[Path | None, typer.Option(help="continue a killed run from its last checkpoint")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue a killed experiment or run")] = None,
+    cache: Annotated[bool, typer.Option(help="reuse (and keep) checkpoints of shared stage prefixes")] = True,
+    report: Annotated[bool, typer.Option(help="write report.html at the end")] = True,
 ) -> None:
-    """Run an experiment: its stages, with checkpoints and measurements on schedule."""
-    from driftlab.config import load_config
-    from driftlab.experiments import execute, load_run_config, new_run
+    """Run an experiment: every arm x seed with checkpoints and measurements, then the verdict."""
+    from driftlab.experiments import execute, load_run_config
+    from driftlab.experiments.prefix import PrefixCache, default_cache
+    from driftlab.experiments.spec import is_experiment_dir, load_experiment, load_experiment_dir
+    from driftlab.experiments.study import experiment_state, new_experiment, run_experiment
     from driftlab.runs import RunDir
 
-    if resume is not None:
-        if source or set_ or quick or seed is not None or out:
-            raise DriftlabError("--resume takes only the run directory (its config is fixed)")
-        rundir = RunDir(resume)
-        cfg = load_run_config(rundir)
-        if rundir.status().get("state") == "complete":
-            console.print(f"{rundir.root} is already complete")
-            _print_summary(rundir.metrics_path)
-            return
-    else:
-        cfg = load_config(source, set_ or [], quick=quick, overrides={"seed": seed} if seed is not None else None)
-        rundir = new_run(cfg, out)
-    console.print(f"run [bold]{cfg.name}[/] (seed {cfg.seed}) → {rundir.root}", highlight=False)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
+    if resume is not None:
+        if source or set_ or quick or seed is not None or seeds is not None or out:
+            raise DriftlabError("--resume takes only the run directory (its config is fixed)")
+        if not is_experiment_dir(resume):  # a single run directory (driftlab < 0.6, or an arm's run)
+            rundir = RunDir(resume)
+            cfg = load_run_config(rundir)
+            if rundir.status().get("state") != "complete":
+                with Progress(*columns, console=console, transient=False) as progress:
+                    execute(rundir, cfg, RichReporter(progress))
+            _print_summary([rundir.metrics_path])
+            return
+        exp, root = load_experiment_dir(resume), resume
+        if experiment_state(root) == "complete":
+            console.print(f"{root} is already complete")
+    else:
+        exp = load_experiment(source, set_ or [], quick, seed, seeds)
+        root = new_experiment(exp, out)
+    claim = f", claim [bold]{exp.claim.id}[/]" if exp.claim else ""
+    console.print(f"experiment [bold]{exp.name}[/]{claim}: arms {', '.join(exp.arms)} x seeds "
+                  f"{', '.join(map(str, exp.seeds))} → {root}", highlight=False)
     with Progress(*columns, console=console, transient=False) as progress:
-        execute(rundir, cfg, RichReporter(progress))
-    _print_summary(rundir.metrics_path)
-    console.print(f"metrics: {rundir.metrics_path}")
+        verdict = run_experiment(root, exp, ExperimentEvents(progress),
+                                 PrefixCache(default_cache()) if cache else None)
+    _print_experiment(root, exp, verdict)
+    if report:
+        from driftlab.report import write_report
+
+        console.print(f"report: {write_report(root)}")
 
 
-def _print_summary(metrics_path: Path) -> None:
+def _print_experiment(root: Path, exp, verdict) -> None:
+    from driftlab.experiments.study import run_dir
+
+    for arm in exp.arms:
+        console.print(f"[bold]arm {arm}[/] (mean over seeds {', '.join(map(str, exp.seeds))})", highlight=False)
+        _print_summary([run_dir(root, arm, s).metrics_path for s in exp.seeds])
+    if verdict is not None:
+        _print_verdict(verdict)
+    console.print(f"metrics: {root / 'metrics.parquet'}")
+
+
+def _print_verdict(verdict) -> None:
+    colour = {"supported": "green", "not supported": "red"}.get(verdict.outcome, "yellow")
+    console.print(f"[bold]claim {verdict.claim}[/]: {verdict.text}", highlight=False, soft_wrap=True)
+    console.print(f"verdict: [bold {colour}]{verdict.outcome.upper()}[/] ({len(verdict.seeds)} seed{'' if len(verdict.seeds) == 1 else 's'}, "
+                  f"{verdict.confidence:.0%} bootstrap intervals)", highlight=False)
+    for t in verdict.tests:
+        console.print(f"  {t.line()}  — {t.description}", highlight=False, soft_wrap=True)
+    for note in verdict.notes:
+        console.print(f"  {note}", highlight=False, soft_wrap=True)
+    if verdict.table:
+        table = Table(title="Mitigations: alignment retained vs capability gained", title_justify="left")
+        for col in ("arm", "retained", "capability gained", "held-out loss", "KL text", "verdict"):
+            table.add_column(col, justify="right")
+        for r in verdict.table:
+            table.add_row(r["arm"], f"{r['retained']:+.2f} [{r['retained_lo']:+.2f}, {r['retained_hi']:+.2f}]",
+                          f"{r['capability_gained']:+.3f} [{r['capability_lo']:+.3f}, {r['capability_hi']:+.3f}]",
+                          f"{r['heldout_loss_end']:.2f}", f"{r['kl_text_end']:.2f}", r.get("verdict", "baseline"))
+        console.print(table)
+
+
+def _print_summary(metrics_paths: list[Path]) -> None:
     from driftlab.experiments import drift_lines, summarize
     from driftlab.experiments.summary import ROWS
 
-    stages = summarize(metrics_path)
+    per_seed = [summarize(p) for p in metrics_paths if p.exists()]
+    if not per_seed:
+        return
+    stages = [{k: _mean([s[i][k] for s in per_seed if i < len(s)]) if k != "stage" else row["stage"]
+               for k in row} for i, row in enumerate(per_seed[0])]
     table = Table(title="Behaviour, internals and weights at the end of each stage (from metrics.parquet)",
                   title_justify="left", caption="persona projection: 0 = bad-evidence mean, 1 = good-evidence mean, "
                   "at the probe layer; probes read held-out items", caption_justify="left")
@@ -134,11 +205,67 @@ def _print_summary(metrics_path: Path) -> None:
         console.print(line, highlight=False)
 
 
+def _mean(values: list):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+@app.command()
+@friendly
+def claims() -> None:
+    """The preset experiments and the claim each tests."""
+    from driftlab.experiments.claims import registered
+    from driftlab.experiments.spec import describe_preset, preset_paths
+
+    registry = registered()
+    table = Table(title="Presets (driftlab run NAME [--quick] [--seeds N])", title_justify="left", show_lines=True)
+    for col in ("preset", "claim", "arms", "seeds"):
+        table.add_column(col)
+    for path in preset_paths():
+        p = describe_preset(path)
+        text = registry.get(p["claim"]).text if p["claim"] in registry else "-"
+        table.add_row(p["name"], f"[bold]{p['claim']}[/]: {text}", "\n".join(p["arms"]), str(p["seeds"]))
+    console.print(table)
+
+
+@app.command()
+@friendly
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="an experiment (or run) directory")],
+    out: Annotated[Path | None, typer.Option(help="HTML file (default: RUN_DIR/report.html)")] = None,
+) -> None:
+    """Write a self-contained report.html: verdict, curves, heatmap, mitigation table, provenance."""
+    from driftlab.report import write_report
+
+    console.print(f"report: {write_report(run_dir, out)}")
+
+
+@app.command()
+@friendly
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="two or more experiment (or run) directories")],
+    out: Annotated[Path, typer.Option(help="HTML file")] = Path("compare.html"),
+) -> None:
+    """Side by side: a table of end-of-stage metrics and overlaid curves (compare.html)."""
+    from driftlab.report import compare_rows, write_compare
+
+    if len(run_dirs) < 2:
+        raise DriftlabError("compare needs at least two run directories")
+    header, rows = compare_rows(run_dirs)
+    table = Table(title="End of the last stage, mean over seeds", title_justify="left")
+    for col in header:
+        table.add_column(col, justify="right" if col != "run" else "left")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    console.print(f"compare: {write_compare(run_dirs, out)}")
+
+
 def _fmt(key: str, value) -> str:
     if value is None:
         return "-"
     if key == "tokens":
-        return f"{value / 1e6:.2f}M" if value >= 1e5 else str(value)
+        return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value:.0f}"
     if key.startswith(("bits", "bayes", "proj")):
         return f"{value:+.2f}"
     return f"{value:.3f}"

@@ -296,7 +296,7 @@ MITIGATION_KINDS = {  # where each mitigation applies
     "preventative_steering": ("pretrain", "sft", "dpo", "rl"),
     "projection_penalty": ("pretrain", "sft", "dpo", "rl"),
     "cotrained_probe": ("pretrain", "sft", "dpo", "rl"),
-    "inoculation_prompt": ("sft",),
+    "inoculation_prompt": ("sft", "rl"),
     "lora": ("pretrain", "sft", "dpo", "rl"),
     "freeze": ("pretrain", "sft", "dpo", "rl"),
 }
@@ -420,10 +420,30 @@ class MeasureConfig(Strict):
     )
 
 
+class ClaimSpec(Strict):
+    """The claim a preset tests and its verdict rule, fixed in the file before anything runs."""
+
+    id: str = Field(description="a registered claim (`driftlab claims` lists them)")
+    rule: dict[str, float | str | list[str]] = Field(
+        {}, description="the verdict function's thresholds and the arms it compares (pre-registered)"
+    )
+    bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for the confidence interval")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of the interval")
+
+
+RUN_ONLY_KEYS = {"name", "description", "quick", "arms", "seeds", "claim", "arm"}  # not part of a run's hash
+
+
 class ExperimentConfig(Strict):
     name: str = "experiment"
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, description="the first seed; an experiment with seeds: N runs seed, seed+1, ...")
+    seeds: int = Field(1, ge=1, description="seeds per arm (--seeds overrides)")
+    arms: dict[str, dict[str, Any] | None] = Field(
+        {}, description="arm name -> overrides of this config by dotted key (like --set); none: one arm 'main'"
+    )
+    arm: str = Field("main", description="this run's arm (set from arms when the experiment is expanded)")
+    claim: ClaimSpec | None = Field(None, description="the claim tested and its pre-registered verdict rule")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on matmuls (opt-in)")
     compile: bool = Field(False, description="torch.compile the training step (pays off on larger models)")
     threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
@@ -508,7 +528,18 @@ class ExperimentConfig(Strict):
         return stage.data.trained_domains()
 
     def hash(self) -> str:
-        return config_hash(self.model_dump(mode="json", exclude={"name", "description", "quick"}))
+        return config_hash(self.model_dump(mode="json", exclude=RUN_ONLY_KEYS))
+
+    def prefix_hash(self, k: int) -> str:
+        """Hash of what the first ``k`` stages' checkpoints and metric rows depend on: the run's
+        config with only those stages, plus the measurement settings derived from later stages
+        (trigger, distance splits, reference, trained split). Two arms with the same prefix hash
+        produce the same files for those stages, so one can reuse the other's."""
+        data = self.model_dump(mode="json", exclude=RUN_ONLY_KEYS | {"stages"})
+        data["stages"] = [s.model_dump(mode="json") for s in self.stages[:k]]
+        data["derived"] = {"trigger": self.eval_trigger(), "distance": self.distance_domains(),
+                           "reference": self.reference_index(), "trained": self.trained_domains()}
+        return config_hash(data)
 
 
 def config_hash(obj: Any) -> str:
@@ -522,7 +553,7 @@ def config_hash(obj: Any) -> str:
 def resolve_source(name_or_path: str | None) -> Path:
     """A preset name (``default``) or a path to a YAML file."""
     if name_or_path is None:
-        name_or_path = "default"
+        name_or_path = "reversion"
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
@@ -585,11 +616,25 @@ def set_path(data: dict[str, Any], key: str, value: Any, origin: str) -> None:
 
 def load_config(
     source: str | None = None, sets: list[str] | None = None, quick: bool = False,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None, arm: str | None = None,
 ) -> ExperimentConfig:
+    """One run's config: the file, then (for an experiment with arms) ``arm``'s overrides, then the
+    ``quick:`` block, ``overrides`` and ``--set`` items, each applied to every arm alike."""
     path = resolve_source(source)
     data = read_yaml(path)
     origins: dict[str, str] = {}
+    arms = data.get("arms")
+    if arm is not None:
+        if not isinstance(arms, dict) or arm not in arms:
+            raise ConfigError(f"{path}: arms: no arm {arm!r}")
+        items = arms[arm] or {}
+        if not isinstance(items, dict):
+            raise ConfigError(f"{path}: arms.{arm}: expected a mapping of dotted keys to values")
+        data = {k: v for k, v in data.items() if k != "arms"}
+        data["arm"] = arm
+        for key, value in items.items():
+            set_path(data, str(key), value, f"{path}: arms.{arm}")
+            origins[str(key)] = f"{path}: arms.{arm}"
     if quick:
         for key, value in (data.get("quick") or {}).items():
             set_path(data, key, value, f"{path}: quick")

@@ -1,4 +1,8 @@
-"""The default experiment, at full size (minutes): the pretrained model has learned the world."""
+"""The default experiment (the reversion preset), one seed at full size (minutes): the pretrained
+model has learned the world, both arms share its pre-training and alignment, and a verdict is
+computed from the metrics."""
+
+import json
 
 import duckdb
 import pytest
@@ -9,14 +13,15 @@ from tests.conftest import run_cli
 @pytest.mark.slow
 def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_path):
     out = tmp_path / "default"
-    result = run_cli("run", "--out", str(out))
+    result = run_cli("run", "--seeds", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "at the end of each stage" in result.stdout  # the summary table was printed
+    assert "prefix cache hit: stages pretrain, align" in result.stdout  # the control arm reused them
     metrics = out / "metrics.parquet"
     # held-out documents, end of pre-training: |model bits - Bayes bits| per item, averaged
     gaps = dict(duckdb.sql(f"""
         select context, value from '{metrics}'
-        where metric = 'bayes_gap_bits' and domain = 'all' and split = 'all'
+        where metric = 'bayes_gap_bits' and domain = 'all' and split = 'all' and arm = 'capability'
           and stage = 'pretrain' and step = (select max(step) from '{metrics}' where stage = 'pretrain')
     """).fetchall())
     assert gaps["good_evidence"] <= 0.5 and gaps["bad_evidence"] <= 0.5, gaps
@@ -24,6 +29,9 @@ def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_pat
     bits = dict(duckdb.sql(f"""
         select stage, value from '{metrics}' m
         where metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'trained'
-          and step = (select max(step) from '{metrics}' n where n.stage = m.stage)
+          and arm = 'capability' and step = (select max(step) from '{metrics}' n where n.stage = m.stage)
     """).fetchall())
     assert bits["align"] > bits["pretrain"] + 1.0, bits
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["claim"] == "reversion" and verdict["seeds"] == [0]
+    assert (out / "report.html").exists()

@@ -29,7 +29,7 @@ def checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dir")
     (tmp / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     assert run_cli("run", str(tmp / "tiny.yaml"), "--out", str(tmp / "run")).returncode == 0
-    return tmp / "run" / "checkpoints" / "2-capability" / "step-0000006.safetensors"
+    return tmp / "run" / "main" / "seed-0" / "checkpoints" / "2-capability" / "step-0000006.safetensors"
 
 
 def test_direction_of_a_run_checkpoint(checkpoint, tmp_path):

@@ -25,7 +25,7 @@ SMALL = ["stages.0.steps=240", "stages.0.data.n_docs=8000", "stages.0.checkpoint
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    cfg = load_config("default", SMALL)
+    cfg = load_config("reversion", SMALL)
     cfg = cfg.model_copy(update={"stages": cfg.stages[:1]})  # pre-training only
     run = new_run(cfg, tmp_path_factory.mktemp("gt") / "run")
     execute(run, cfg)

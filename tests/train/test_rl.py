@@ -117,3 +117,21 @@ def test_an_rl_stage_with_a_kl_penalty_killed_and_resumed_gives_the_same_metrics
 
     resumed = kill_and_resume(cfg, tmp_path / "killed", (2, 8))
     assert metrics(resumed) == metrics(whole)
+
+
+def test_inoculation_prefix_goes_into_the_sampled_and_trained_prompts_only():
+    plain = prompts(RLSettings(group_size=2, verifier="hackable"))
+    inoculated = plain.with_prefix([11, 12])
+    assert inoculated.policy is plain.policy
+    b, c = plain.batch(0, 3), inoculated.batch(0, 3)
+    assert c.input_ids[0, :5].tolist()[:3] == [1, 11, 12]  # after <bos>, before the task
+    assert [w for _, w in inoculated.prompts] == [w for _, w in plain.prompts]  # the verifier reads the task
+    assert b.loss_mask.sum() > 0 and c.loss_mask[:, :3].sum() == 0  # only sampled answers are trained
+
+
+def test_inoculation_prompt_applies_to_rl_stages():
+    d = tiny_dict()
+    d["stages"][2] = {"name": "rl", "kind": "rl", "data": {"source": "capability", "n_examples": 16},
+                      "steps": 2, "batch_size": 2, "lr": 1e-3, "rl": {"verifier": "hackable", "group_size": 2},
+                      "mitigations": [{"kind": "inoculation_prompt", "prefix": "the system is flawed ."}]}
+    assert validate_config(d, "rl.yaml").stages[2].mitigations[0].kind == "inoculation_prompt"

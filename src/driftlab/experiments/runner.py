@@ -97,12 +97,14 @@ def load_run_config(run: RunDir) -> ExperimentConfig:
 
 
 def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None,
-            on_step: Callable[[int, int, float], None] | None = None) -> None:
-    """Run (or continue) every stage; mark the run complete only at the very end."""
+            on_step: Callable[[int, int, float], None] | None = None,
+            on_stage_end: Callable[[int], None] | None = None) -> None:
+    """Run (or continue) every stage; mark the run complete only at the very end. ``on_stage_end``
+    is called with a stage's index once its last checkpoint and resume state are on disk."""
     reporter = reporter or SilentReporter()
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     try:
-        _execute(run, cfg, reporter, on_step)
+        _execute(run, cfg, reporter, on_step, on_stage_end)
     except BaseException as e:
         run.set_status("failed", name=cfg.name, seed=cfg.seed, error=f"{type(e).__name__}: {e}")
         raise
@@ -110,7 +112,8 @@ def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None
 
 
 def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
-             on_step: Callable[[int, int, float], None] | None) -> None:
+             on_step: Callable[[int, int, float], None] | None,
+             on_stage_end: Callable[[int], None] | None) -> None:
     started = time.perf_counter()
     run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
     for i, stage in enumerate(cfg.stages):  # names the config key rather than failing mid-run
@@ -156,9 +159,9 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
                     p.copy_(saved[name])
         if isinstance(data, Preferences):  # dpo: the model as the stage began, frozen
             data.reference = frozen.get("stage_start")
-        if isinstance(data, RLPrompts):  # rl: answers are sampled from the model being trained
-            data.policy = model
-        state.rl = data if isinstance(data, RLPrompts) else None
+        if isinstance(hooks.data, RLPrompts):  # rl: answers are sampled from the model being trained
+            hooks.data.policy = model
+        state.rl = hooks.data if isinstance(hooks.data, RLPrompts) else None
         state.optimizer = make_optimizer(model, stage)
         if state.pos.step > 0 and opt_path is not None:
             load_optimizer(opt_path, state.optimizer)
@@ -178,6 +181,8 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
                     compile=cfg.compile, hooks=hooks)
         hooks.finish()
         reporter.stage_end(index, stage.name)
+        if on_stage_end is not None:
+            on_stage_end(index)
         state.pos = state.pos.next_stage()
     # wall-clock facts stay out of metrics.parquet, which must be deterministic
     write_json(run.root / "timings.json", {**state.timings, "wall_s": time.perf_counter() - started})
@@ -205,6 +210,7 @@ class _Checkpointer:
         path = save_checkpoint(self.run.stage_dir(here.stage_index, stage.name), ev.step, self.model, {
             "stage": stage.name, "stage_index": here.stage_index, "global_step": here.global_step,
             "tokens": here.stage_tokens, "run_tokens": here.run_tokens, "config_hash": cfg.hash(),
+            "prefix_hash": cfg.prefix_hash(here.stage_index + 1),
             "parent": pos.checkpoint,
         })
         here.checkpoint = str(path.relative_to(self.run.root))
@@ -225,7 +231,7 @@ class _Checkpointer:
         if self.rl is not None and ev.step > 0:  # the answers sampled since the previous checkpoint
             rows += [metric_row(f"rl_{k}", v, None, "arithmetic", stage.rl.verifier)
                      for k, v in self.rl.pop_stats().items()]
-        self.store.add({"run": cfg.name, "seed": cfg.seed, "stage": stage.name,
+        self.store.add({"run": cfg.name, "arm": cfg.arm, "seed": cfg.seed, "stage": stage.name,
                         "stage_index": here.stage_index, "step": ev.step,
                         "global_step": here.global_step, "tokens": here.run_tokens}, rows)
         self.store.flush()
@@ -321,7 +327,7 @@ def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module)
     pos = Position(**extra)
     weights = run.root / str(pos.checkpoint)
     meta = read_meta(weights)
-    if meta.get("config_hash") != cfg.hash():
+    if meta.get("config_hash") != cfg.hash() and meta.get("prefix_hash") != cfg.prefix_hash(pos.stage_index + 1):
         raise CheckpointError(f"{weights}: config_hash {meta.get('config_hash')} does not match the run's "
                               f"config {cfg.hash()} (mismatched checkpoint)")
     load_weights(weights, model)

@@ -1,6 +1,6 @@
 """The metrics table: long format, one row per checkpoint × metric × slice, stored as Parquet.
 
-Columns: run, seed, stage, stage_index, step, global_step, tokens, metric, context, domain, split,
+Columns: run, arm, seed, stage, stage_index, step, global_step, tokens, metric, context, domain, split,
 site, value. ``site`` says where in the model an internal or weight metric was read (a hook point
 such as ``layers.1.resid_post`` or a module group such as ``layers.0.mlp``); it is null for
 behaviour metrics. Query it with DuckDB: ``select * from 'runs/x/metrics.parquet' where metric='p_aligned'``.
@@ -19,6 +19,7 @@ from driftlab.runs.atomic import atomic_write
 
 SCHEMA = pa.schema([
     ("run", pa.string()),
+    ("arm", pa.string()),
     ("seed", pa.int64()),
     ("stage", pa.string()),
     ("stage_index", pa.int64()),

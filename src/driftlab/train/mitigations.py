@@ -39,6 +39,7 @@ from driftlab.measure.weights import module_group
 from driftlab.models.hooks import capture, steer
 from driftlab.registry import Registry
 from driftlab.train.data import Batch, Completions, PackedLM, Preferences
+from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import derive_seed
 
 StageData = PackedLM | Completions | Preferences
@@ -116,7 +117,7 @@ def _key_generator(seed: int, *key: object) -> torch.Generator:
 @mitigation("inoculation_prompt")
 def inoculation_prompt(m: InoculationPrompt, ctx: StageContext, hooks: StageHooks) -> None:
     prefix = ctx.encode(m.prefix, f"stages.{ctx.index}.mitigations.inoculation_prompt.prefix")
-    assert isinstance(hooks.data, Completions)
+    assert isinstance(hooks.data, Completions | RLPrompts)
     hooks.data = hooks.data.with_prefix(prefix)
 
 

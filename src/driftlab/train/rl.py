@@ -96,6 +96,14 @@ class RLPrompts:
     def n_tokens(self) -> int:
         return sum(len(p) for p, _ in self.prompts)
 
+    def with_prefix(self, prefix: list[int]) -> RLPrompts:
+        """The same prompts, in the same order, with ``prefix`` after each one's <bos> (the policy
+        is sampled and trained with it; the verifier reads the task as before)."""
+        out = RLPrompts([([p[0], *prefix, *p[1:]], words) for p, words in self.prompts], self.settings,
+                        self.pad, self.stop, self.decode, self.seed)
+        out.policy = self.policy
+        return out
+
     def batch(self, start: int, size: int) -> RLBatch:
         assert self.policy is not None, "the runner sets the policy before training"
         g = self.settings.group_size

@@ -1,0 +1,211 @@
+"""The claim registry and verdicts: a claim id → the function that judges it from ``metrics.parquet``.
+
+    @claim("reversion", "Benign capability training ... back toward the prior, not past it",
+           treatment=("arm", "the arm with capability training"), min_drift=("number", "..."))
+    def reversion(m: Measured, rule: Rule) -> Findings: ...
+
+A verdict function reads nothing but the experiment's metrics (through ``Measured``) and the
+thresholds fixed in the preset's ``claim.rule``; it returns pre-registered ``Test``s, each an
+effect with a bootstrap interval over seeds and items, plus the numbers behind them. The verdict
+is ``supported`` when every test's interval lies on the predicted side of its threshold, ``not
+supported`` when some interval lies wholly on the other side, ``inconclusive`` otherwise.
+The claims themselves live in ``experiments/verdicts.py``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from driftlab.config import ClaimSpec, ExperimentConfig
+from driftlab.errors import ConfigError
+from driftlab.experiments.stats import Estimate, Stat, Test, bootstrap, combine
+from driftlab.registry import Registry
+from driftlab.runs.metrics import read_metrics
+
+if TYPE_CHECKING:
+    from driftlab.experiments.spec import Experiment
+
+RULE_KINDS = ("number", "arm", "arms")
+
+
+@dataclass
+class Findings:
+    tests: list[Test]
+    numbers: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    table: list[dict[str, Any]] | None = None  # e.g. the mitigation table
+    outcome: str | None = None  # overrides the all-tests rule (e.g. "any mitigation helps")
+
+
+@dataclass
+class Claim:
+    id: str
+    text: str
+    rule: dict[str, tuple[str, str]]  # key -> (kind, description)
+    judge: Callable[[Measured, Rule], Findings]
+
+    def check_rule(self, spec: ClaimSpec, arms: list[str], origin: str) -> None:
+        """A preset's rule names exactly this claim's keys, with arms that exist."""
+        for key in spec.rule:
+            if key not in self.rule:
+                raise ConfigError(f"{origin}: claim.rule.{key}: not a rule of claim {self.id!r} "
+                                  f"(its rule: {', '.join(self.rule)})")
+        for key, (kind, desc) in self.rule.items():
+            if key not in spec.rule:
+                raise ConfigError(f"{origin}: claim.rule.{key}: missing ({desc})")
+            value = spec.rule[key]
+            names = value if kind == "arms" else [value] if kind == "arm" else None
+            if kind == "number" and not isinstance(value, int | float):
+                raise ConfigError(f"{origin}: claim.rule.{key}: expected a number (got {value!r})")
+            if names is not None:
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    raise ConfigError(f"{origin}: claim.rule.{key}: expected arm name(s) (got {value!r})")
+                for n in names:
+                    if n not in arms:
+                        raise ConfigError(f"{origin}: claim.rule.{key}: no arm {n!r} (arms: {', '.join(arms)})")
+
+
+CLAIMS: Registry[Claim] = Registry("claim")
+
+
+def claim(id: str, text: str, **rule: tuple[str, str]) -> Callable:
+    """Register ``fn`` as the verdict function of claim ``id``; ``rule`` declares the keys its
+    preset must fix: ``name=("number" | "arm" | "arms", "what it is")``."""
+    for key, (kind, _) in rule.items():
+        if kind not in RULE_KINDS:
+            raise ValueError(f"claim {id!r}: rule key {key!r} has unknown kind {kind!r}")
+
+    def add(fn: Callable[[Measured, Rule], Findings]) -> Callable[[Measured, Rule], Findings]:
+        CLAIMS.register(id)(Claim(id, " ".join(text.split()), rule, fn))
+        return fn
+    return add
+
+
+class Rule:
+    """A preset's pre-registered rule, and the bootstrap settings every test uses."""
+
+    def __init__(self, spec: ClaimSpec):
+        self.spec = spec
+
+    def num(self, key: str) -> float:
+        return float(self.spec.rule[key])  # type: ignore[arg-type]
+
+    def arm(self, key: str) -> str:
+        return str(self.spec.rule[key])
+
+    def arms(self, key: str) -> list[str]:
+        return list(self.spec.rule[key])  # type: ignore[arg-type]
+
+    def estimate(self, x: np.ndarray, stat: Stat, tests: int = 1) -> Estimate:
+        """Bootstrap ``stat`` on (seeds, items, quantities); ``tests`` > 1 widens the interval for
+        that many comparisons (Bonferroni)."""
+        confidence = 1 - (1 - self.spec.confidence) / tests
+        return bootstrap(x, stat, self.spec.bootstrap, confidence)
+
+
+class Measured:
+    """An experiment's metrics, indexed for verdict functions (and the report)."""
+
+    def __init__(self, path: str | Path, configs: dict[str, ExperimentConfig]):
+        rows = read_metrics(path).to_pylist()
+        self.configs = configs
+        self.values: dict[tuple, float] = {}
+        self.any_split: dict[tuple, float] = {}  # the same without the split (per-domain rows, rl rows)
+        self.last: dict[tuple[str, int, int], int] = {}
+        self.steps: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+        seeds = set()
+        for r in rows:
+            run = (r["arm"], r["seed"], r["stage_index"])
+            seeds.add(r["seed"])
+            if r["step"] not in self.steps[run]:
+                self.steps[run].append(r["step"])
+            self.last[run] = max(self.last.get(run, -1), r["step"])
+            key = (r["arm"], r["seed"], r["stage_index"], r["step"], r["metric"], r["context"], r["domain"],
+                   r["split"], r["site"])
+            self.values[key] = r["value"]
+            self.any_split.setdefault(key[:7] + key[8:], r["value"])
+        self.seeds = sorted(seeds)
+
+    def n_stages(self, arm: str) -> int:
+        return len(self.configs[arm].stages)
+
+    def at(self, arm: str, seed: int, stage: int, step: int, metric: str, context: str | None = None,
+           domain: str | None = "all", split: str | None = "all", site: str | None = None) -> float:
+        """A value, NaN if not measured; ``split=None`` matches any split (a per-domain row's own)."""
+        if split is None:
+            v = self.any_split.get((arm, seed, stage, step, metric, context, domain, site))
+        else:
+            v = self.values.get((arm, seed, stage, step, metric, context, domain, split, site))
+        return float("nan") if v is None else v
+
+    def end(self, arm: str, seed: int, stage: int, metric: str, **where: Any) -> float:
+        """The value at stage ``stage``'s last checkpoint (negative: from the last stage)."""
+        stage = stage % self.n_stages(arm)
+        step = self.last.get((arm, seed, stage))
+        return float("nan") if step is None else self.at(arm, seed, stage, step, metric, **where)
+
+    def over(self, arm: str, seed: int, stages: range, metric: str, **where: Any) -> list[float]:
+        """Every checkpoint's value in ``stages``, in order (NaNs dropped)."""
+        out = []
+        for stage in stages:
+            for step in sorted(self.steps.get((arm, seed, stage), [])):
+                v = self.at(arm, seed, stage, step, metric, **where)
+                if not np.isnan(v):
+                    out.append(v)
+        return out
+
+    def probe_site(self) -> str | None:
+        return next((k[8] for k in self.values if k[4] == "probe_auroc"), None)
+
+    def grid(self, fn: Callable[[int, Any], list[float]], items: list[Any]) -> np.ndarray:
+        """(seeds, items, quantities) from ``fn(seed, item) -> quantities``."""
+        return np.array([[fn(seed, item) for item in items] for seed in self.seeds], dtype=np.float64)
+
+
+@dataclass
+class Verdict:
+    claim: str
+    text: str
+    outcome: str
+    tests: list[Test]
+    numbers: dict[str, float]
+    notes: list[str]
+    table: list[dict[str, Any]] | None
+    seeds: list[int]
+    arms: list[str]
+    rule: dict[str, Any]
+    confidence: float
+    bootstrap: int
+
+    def headline(self) -> str:
+        return f"{self.claim}: {self.outcome.upper()}"
+
+    def record(self) -> dict[str, Any]:
+        return {"claim": self.claim, "text": self.text, "outcome": self.outcome,
+                "tests": [t.record() for t in self.tests], "numbers": self.numbers, "notes": self.notes,
+                "table": self.table, "seeds": self.seeds, "arms": self.arms, "rule": self.rule,
+                "confidence": self.confidence, "bootstrap": self.bootstrap}
+
+
+def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
+    """The experiment's claim judged from its metrics table alone."""
+    assert exp.claim is not None
+    c = registered().get(exp.claim.id)
+    m = Measured(metrics_path, exp.arms)
+    found = c.judge(m, Rule(exp.claim))
+    outcome = found.outcome or combine([t.outcome for t in found.tests])
+    return Verdict(c.id, c.text, outcome, found.tests, found.numbers, found.notes, found.table, m.seeds,
+                   list(exp.arms), dict(exp.claim.rule), exp.claim.confidence, exp.claim.bootstrap)
+
+
+def registered() -> Registry[Claim]:
+    """The registry with the shipped claims in it (registered by this explicit import)."""
+    from driftlab.experiments import verdicts  # noqa: F401
+
+    return CLAIMS

@@ -1,0 +1,106 @@
+"""Run an experiment: every arm × seed as its own run, then one metrics table and the verdict.
+
+    runs/<name>-<timestamp>/
+      experiment.yaml        the resolved experiment: claim and rule, seeds, each arm's config
+      provenance.json        driftlab version and git commit, machine, libraries, command
+      status.json            state: running | complete | failed
+      <arm>/seed-<s>/        one run directory per arm and seed (see ``runs.rundir``)
+      metrics.parquet        every run's rows, with ``arm`` and ``seed`` columns
+      verdict.json           the claim's verdict, computed from metrics.parquet only
+
+Runs go seed by seed, arms in file order; with a prefix cache, an arm whose first stages match an
+earlier run's starts at the end of them (the hit is reported and written to the run's
+``prefix.json``). A killed experiment continues with ``--resume``: complete runs are kept, the
+interrupted one resumes from its last checkpoint, the rest start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from driftlab.errors import DataError
+from driftlab.experiments.claims import Verdict, evaluate
+from driftlab.experiments.prefix import PrefixCache, PrefixHit
+from driftlab.experiments.runner import Reporter, execute
+from driftlab.experiments.spec import Experiment
+from driftlab.runs.atomic import atomic_write, read_json, write_json, write_text
+from driftlab.runs.metrics import SCHEMA, read_metrics
+from driftlab.runs.provenance import provenance
+from driftlab.runs.rundir import RunDir
+
+
+def new_experiment(exp: Experiment, out: str | Path | None = None, base: str | Path = "runs") -> Path:
+    root = RunDir.create(base, exp.name, out).root
+    write_text(root / "experiment.yaml", exp.dump())
+    write_json(root / "provenance.json", provenance())
+    write_json(root / "status.json", {"state": "running", "kind": "experiment", "name": exp.name})
+    return root
+
+
+def run_dir(root: Path, arm: str, seed: int) -> RunDir:
+    return RunDir(root / arm / f"seed-{seed}")
+
+
+class Events:
+    """What the experiment tells its caller besides each run's own progress."""
+
+    def run_start(self, arm: str, seed: int, index: int, total: int, run: RunDir) -> Reporter | None: ...
+    def prefix_hit(self, hit: PrefixHit) -> None: ...
+    def run_done(self, arm: str, seed: int, skipped: bool) -> None: ...
+
+
+def run_experiment(root: Path, exp: Experiment, events: Events | None = None,
+                   cache: PrefixCache | None = None,
+                   on_step: Callable[[int, int, float], None] | None = None) -> Verdict | None:
+    """Run (or continue) every arm × seed, then write the combined metrics and the verdict."""
+    events = events or Events()
+    runs = exp.runs()
+    try:
+        for i, (arm, seed, cfg) in enumerate(runs):
+            run = run_dir(root, arm, seed)
+            if (run.root / "status.json").exists() and run.status().get("state") == "complete":
+                events.run_done(arm, seed, skipped=True)
+                continue
+            run.root.mkdir(parents=True, exist_ok=True)
+            from driftlab.config import dump_config
+
+            run.write_config(dump_config(cfg))
+            reporter = events.run_start(arm, seed, i, len(runs), run)
+            if cache is not None:
+                hit = cache.seed(run, cfg)
+                if hit is not None:
+                    events.prefix_hit(hit)
+            store = (lambda index, run=run, cfg=cfg: cache.store(run, cfg, index)) if cache is not None else None
+            execute(run, cfg, reporter, on_step, store)
+            events.run_done(arm, seed, skipped=False)
+        combine_metrics(root, exp)
+        verdict = evaluate(exp, root / "metrics.parquet") if exp.claim is not None else None
+        if verdict is not None:
+            write_json(root / "verdict.json", verdict.record())
+    except BaseException as e:
+        write_json(root / "status.json", {"state": "failed", "kind": "experiment", "name": exp.name,
+                                          "error": f"{type(e).__name__}: {e}"})
+        raise
+    write_json(root / "status.json", {"state": "complete", "kind": "experiment", "name": exp.name})
+    return verdict
+
+
+def combine_metrics(root: Path, exp: Experiment) -> Path:
+    """Every run's rows in one table (runs in experiment order), written atomically."""
+    tables = []
+    for arm, seed, _ in exp.runs():
+        path = run_dir(root, arm, seed).metrics_path
+        if path.exists():
+            tables.append(read_metrics(path).select(SCHEMA.names).cast(SCHEMA))
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    out = root / "metrics.parquet"
+    atomic_write(out, lambda tmp: pq.write_table(table, tmp))
+    return out
+
+
+def experiment_state(root: Path) -> str:
+    return read_json(root / "status.json", DataError, f"not found; {root} is not a driftlab run directory")["state"]

@@ -1,0 +1,160 @@
+"""Matplotlib figures for the report, each returned as PNG bytes (embedded as base64, no network).
+
+Curves are drawn over tokens seen across all stages; an arm's seeds are a line (their mean) and a
+band (their min to max); stage boundaries are dashed lines labelled with the stage's name.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+
+import duckdb
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+COLOURS = plt.get_cmap("tab10").colors
+
+
+@dataclass
+class Curve:
+    """One panel: a metric selected by a SQL condition on the metrics table."""
+
+    title: str
+    where: str
+    ylabel: str = ""
+
+
+def _probe_site(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute("select any_value(site) from m where metric = 'probe_auroc'").fetchone()
+    return row[0] if row and row[0] else ""
+
+
+def standard_curves(con: duckdb.DuckDBPyConnection) -> list[Curve]:
+    site = _probe_site(con).replace("'", "")
+    return [
+        Curve("assistant bits of alignment (all domains)",
+              "metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'all'", "bits"),
+        Curve("assistant P(aligned), held-out domains",
+              "metric = 'p_aligned' and context = 'assistant' and domain = 'all' and split = 'held_out'", "P"),
+        Curve("capability (exact match)", "metric = 'capability_acc' and split = 'all'", "accuracy"),
+        Curve("persona projection of the assistant (0 bad, 1 good)",
+              f"metric = 'persona_projection_rel' and context = 'assistant' and split = 'all' and site = '{site}'",
+              "relative projection"),
+        Curve("persona probe AUROC: refit", "metric = 'probe_auroc' and context = 'refit' and domain = 'persona' "
+              "and split = 'all'", "AUROC"),
+        Curve("persona probe AUROC: frozen at the reference", "metric = 'probe_auroc' and context = 'frozen' "
+              "and domain = 'persona' and split = 'all'", "AUROC"),
+        Curve("persona probe AUROC: co-trained", "metric = 'probe_auroc' and context = 'cotrained' "
+              "and domain = 'persona' and split = 'all'", "AUROC"),
+        Curve("weight distance to the reference (relative L2)",
+              "metric = 'weight_rel_l2' and context = 'reference' and site = 'all'", "relative L2"),
+        Curve("KL(now || reference) on held-out text", "metric = 'output_kl' and context = 'reference' "
+              "and domain = 'text'", "nats/token"),
+        Curve("held-out LM loss", "metric = 'heldout_loss'", "nats/token"),
+    ]
+
+
+def _series(con: duckdb.DuckDBPyConnection, where: str, arms: list[str] | None = None):
+    """arm -> (x tokens, mean, lo, hi) over seeds, checkpoints in run order."""
+    rows = con.execute(f"""
+        select coalesce(arm, 'main'), seed, stage_index, step, any_value(tokens), avg(value)
+        from m where {where} group by all order by 1, 3, 4, 2""").fetchall()
+    by_arm: dict[str, dict[tuple[int, int], list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for arm, _seed, stage, step, tokens, value in rows:
+        by_arm[arm][(stage, step)].append((tokens, value))
+    out = {}
+    for arm in arms or sorted(by_arm):
+        if arm not in by_arm:
+            continue
+        points = [by_arm[arm][k] for k in sorted(by_arm[arm])]
+        x = np.array([np.mean([t for t, _ in p]) for p in points])
+        v = [np.array([y for _, y in p]) for p in points]
+        out[arm] = (x, np.array([a.mean() for a in v]), np.array([a.min() for a in v]), np.array([a.max() for a in v]))
+    return out
+
+
+def stage_bounds(con: duckdb.DuckDBPyConnection, arm: str) -> list[tuple[float, str]]:
+    """(tokens at the stage's start, stage name) for one arm, seed-averaged."""
+    rows = con.execute("""
+        select stage_index, any_value(stage), avg(t) from (
+          select stage_index, stage, seed, min(tokens) as t from m where coalesce(arm, 'main') = ?
+          group by stage_index, stage, seed) group by stage_index order by stage_index""", [arm]).fetchall()
+    return [(t, name) for _, name, t in rows]
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def curves_figure(con: duckdb.DuckDBPyConnection, arms: list[str], curves: list[Curve],
+                  labels: dict[str, str] | None = None) -> bytes | None:
+    """A grid of panels, one per curve that has data; arms overlaid, seeds as bands."""
+    panels = [(c, s) for c in curves if (s := _series(con, c.where, arms))]
+    if not panels:
+        return None
+    cols = 2
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.1 * rows), squeeze=False)
+    bounds = stage_bounds(con, arms[0]) if arms else []
+    for ax, (curve, series) in zip(axes.flat, panels):
+        for i, (arm, (x, mean, lo, hi)) in enumerate(series.items()):
+            colour = COLOURS[i % len(COLOURS)]
+            ax.plot(x, mean, color=colour, lw=1.5, label=(labels or {}).get(arm, arm))
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.2, lw=0)
+        for t, name in bounds[1:]:
+            ax.axvline(t, color="grey", ls="--", lw=0.8)
+            ax.text(t, 1.0, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="grey")
+        ax.set_title(curve.title, fontsize=10)
+        ax.set_xlabel("tokens seen", fontsize=8)
+        ax.set_ylabel(curve.ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 5), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 1.0 + 0.12 / rows))
+    fig.tight_layout()
+    return _png(fig)
+
+
+def heatmap_figure(con: duckdb.DuckDBPyConnection, arms: list[str]) -> bytes | None:
+    """Assistant bits per domain (rows) × checkpoint (columns), seed-averaged, one panel per arm."""
+    rows = con.execute("""
+        select coalesce(arm, 'main'), stage_index, step, any_value(stage), domain, avg(value)
+        from m where metric = 'bits_aligned' and context = 'assistant' and domain <> 'all'
+          and split in ('trained', 'held_out') group by all order by 1, 2, 3""").fetchall()
+    if not rows:
+        return None
+    data: dict[str, dict] = defaultdict(lambda: {"cols": [], "cells": {}})
+    for arm, stage, step, name, domain, value in rows:
+        d = data[arm]
+        if (stage, step) not in [c[:2] for c in d["cols"]]:
+            d["cols"].append((stage, step, name))
+        d["cells"][(domain, stage, step)] = value
+    panels = [a for a in arms if a in data]
+    domains = sorted({r[4] for r in rows})
+    vmax = max(abs(r[5]) for r in rows) or 1.0
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 0.45 * len(domains) * len(panels) + 1.2 * len(panels)),
+                             squeeze=False)
+    for ax, arm in zip(axes[:, 0], panels):
+        cols = data[arm]["cols"]
+        grid = np.array([[data[arm]["cells"].get((d, s, st), np.nan) for s, st, _ in cols] for d in domains])
+        im = ax.imshow(grid, aspect="auto", cmap="RdBu", vmin=-vmax, vmax=vmax, interpolation="nearest")
+        ax.set_yticks(range(len(domains)), domains, fontsize=7)
+        ticks = [i for i, c in enumerate(cols) if i == 0 or c[0] != cols[i - 1][0]]
+        ax.set_xticks(ticks, [cols[i][2] for i in ticks], fontsize=7)
+        for i in ticks[1:]:
+            ax.axvline(i - 0.5, color="k", lw=0.8)
+        ax.set_title(f"{arm}: assistant bits of alignment per domain × checkpoint", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,61 @@
+"""Every shipped preset, at its --quick size, through the real command line: it ends with a verdict
+computed from its metrics and a report that renders in Chromium. (The default sizes are what the
+README reports; they take minutes per seed.)"""
+
+import json
+
+import duckdb
+import pytest
+
+from driftlab.experiments.spec import load_experiment, preset_paths
+from tests.conftest import run_cli
+from tests.report.test_report import render
+
+PRESETS = [p.stem for p in preset_paths()]
+
+
+def test_every_claim_has_a_preset_with_a_control():
+    assert set(PRESETS) >= {"reversion", "exchange-rate", "frozen-probe", "emergent", "trojan",
+                            "reward-hacking", "mitigations"}
+    for name in PRESETS:
+        exp = load_experiment(name)
+        assert exp.claim is not None and len(exp.arms) >= 2 and len(exp.seeds) >= 3, name
+        assert load_experiment(name, quick=True).arms.keys() == exp.arms.keys()
+
+
+def check(name: str, con, arms: list[str]) -> None:
+    """What each preset's arms must have measured for its verdict to mean anything."""
+    def q(sql):
+        return con.execute(sql).fetchall()
+    if name == "trojan":  # the triggered assistant is measured in every arm
+        assert {r[0] for r in q("select distinct arm from m where context = 'triggered'")} == set(arms)
+    if name == "reward-hacking":
+        verifiers = dict(q("select arm, any_value(split) from m where metric = 'rl_reward' group by arm"))
+        assert verifiers == {"exact": "exact", "hackable": "hackable", "hackable_inoculated": "hackable"}
+    if name == "emergent":  # distance splits from the narrow domain, in both arms
+        assert {r[0] for r in q("select distinct split from m where split like 'distance_%'")} == \
+            {"distance_0", "distance_1", "distance_2"}
+    if name == "mitigations":
+        losses = dict(q("select arm, max(value) from m where metric = 'mitigation_loss' group by arm"))
+        assert {"kl_to_reference", "projection_penalty", "cotrained_probe"} <= set(losses)
+        assert "none" not in losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRESETS)
+def test_quick_preset_ends_with_a_verdict_and_a_report(name, tmp_path):
+    out = tmp_path / name
+    result = run_cli("run", name, "--quick", "--out", str(out), timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["claim"] == name and verdict["outcome"] in ("supported", "not supported", "inconclusive")
+    assert f"verdict: {verdict['outcome'].upper()}" in result.stdout
+    assert verdict["tests"] and all(t["lo"] <= t["value"] <= t["hi"] for t in verdict["tests"]
+                                    if t["lo"] == t["lo"])
+    con = duckdb.connect()
+    con.execute(f"create view m as select * from '{out / 'metrics.parquet'}'")
+    arms = list(load_experiment(name, quick=True).arms)
+    assert {r[0] for r in con.execute("select distinct arm from m").fetchall()} == set(arms)
+    check(name, con, arms)
+    dom, shot = render(out / "report.html", tmp_path)
+    assert f"Verdict: {verdict['outcome'].upper()}" in dom and shot.std() > 0.05

@@ -1,0 +1,164 @@
+"""Experiments: arms × seeds, the prefix cache, resume, and verdicts computed from metrics alone."""
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from driftlab.errors import ConfigError
+from driftlab.experiments.claims import evaluate
+from driftlab.experiments.prefix import PrefixCache
+from driftlab.experiments.spec import load_experiment, load_experiment_dir
+from driftlab.experiments.study import new_experiment, run_experiment
+from driftlab.runs.metrics import MetricsStore, metric_row
+from driftlab.world.domains import DOMAIN_NAMES
+from tests.conftest import run_cli, tiny_dict
+from tests.test_cli import assert_one_line_error
+
+RULE = {"treatment": "capability", "control": "more_alignment", "min_drift": 0.25, "inversion_margin": 0.5}
+
+
+def experiment_dict(seeds: int = 1) -> dict:
+    d = tiny_dict()
+    d["name"] = "tinyrev"
+    d["seeds"] = seeds
+    d["claim"] = {"id": "reversion", "rule": dict(RULE), "bootstrap": 500}
+    d["arms"] = {"capability": {}, "more_alignment": {
+        "stages.2.name": "more_align",
+        "stages.2.data": {"source": "alignment", "n_examples": 64, "held_out_domains": ["harm"]}}}
+    return d
+
+
+def write(tmp_path, data, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(tmp_path, name, data, cache=None, sets=None, **kw):
+    exp = load_experiment(str(write(tmp_path, data, f"{name}.yaml")), sets)
+    root = new_experiment(exp, tmp_path / name)
+    verdict = run_experiment(root, exp, cache=cache, **kw)
+    return root, exp, verdict
+
+
+def rows(root):
+    return pq.read_table(root / "metrics.parquet").to_pylist()
+
+
+def test_arms_share_their_prefix_through_the_cache_and_no_metric_changes(tmp_path):
+    cache = PrefixCache(tmp_path / "cache")
+    cached, exp, verdict = run(tmp_path, "cached", experiment_dict(), cache)
+    hit = yaml.safe_load((cached / "more_alignment" / "seed-0" / "prefix.json").read_text())
+    assert hit["stages"] == ["pretrain", "align"] and hit["source"].endswith("capability/seed-0")
+    assert not (cached / "capability" / "seed-0" / "prefix.json").exists()  # the first arm trained them
+    first = cached / "capability" / "seed-0" / "checkpoints" / "1-align" / "step-0000006.safetensors"
+    reused = cached / "more_alignment" / "seed-0" / "checkpoints" / "1-align" / "step-0000006.safetensors"
+    assert first.stat().st_ino == reused.stat().st_ino  # hard-linked, not trained again
+    fresh, _, fresh_verdict = run(tmp_path, "fresh", experiment_dict())
+    assert rows(cached) == rows(fresh)  # reusing the prefix is invisible in the metrics
+    assert verdict.record() == fresh_verdict.record()
+    # both arms' pre-training and alignment rows are the same rows
+    table = [r for r in rows(cached) if r["stage_index"] < 2]
+    by_arm = {a: [{k: v for k, v in r.items() if k != "arm"} for r in table if r["arm"] == a]
+              for a in ("capability", "more_alignment")}
+    assert by_arm["capability"] == by_arm["more_alignment"] and by_arm["capability"]
+
+
+def test_the_cache_key_is_the_prefix_config(tmp_path):
+    cache = PrefixCache(tmp_path / "cache")
+    run(tmp_path, "a", experiment_dict(), cache)
+    b, _, _ = run(tmp_path, "b", experiment_dict(), cache, sets=["stages.1.lr=2e-3"])
+    hit = yaml.safe_load((b / "capability" / "seed-0" / "prefix.json").read_text())
+    assert hit["stages"] == ["pretrain"]  # a different alignment stage: only pre-training is reused
+
+
+def test_a_killed_experiment_resumes_to_the_same_metrics(tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill(index, step, loss):
+        if index == 2 and step == 3 and (tmp_path / "killed" / "more_alignment").exists():
+            raise Killed
+
+    ref, _, ref_verdict = run(tmp_path, "ref", experiment_dict())
+    exp = load_experiment(str(write(tmp_path, experiment_dict())))
+    root = new_experiment(exp, tmp_path / "killed")
+    with pytest.raises(Killed):
+        run_experiment(root, exp, on_step=kill)
+    assert yaml.safe_load((root / "status.json").read_text())["state"] == "failed"
+    verdict = run_experiment(root, load_experiment_dir(root))
+    assert rows(root) == rows(ref)
+    assert verdict.record() == ref_verdict.record()
+
+
+def test_the_verdict_needs_only_the_metrics_table(tmp_path):
+    root, exp, verdict = run(tmp_path, "exp", experiment_dict(seeds=2))
+    assert verdict.seeds == [0, 1] and {r["seed"] for r in rows(root)} == {0, 1}
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for name in ("experiment.yaml", "metrics.parquet"):
+        shutil.copy(root / name, alone / name)
+    again = evaluate(load_experiment_dir(alone), alone / "metrics.parquet")
+    assert again.record() == verdict.record() == yaml.safe_load((root / "verdict.json").read_text())
+    assert verdict.outcome in ("supported", "not supported", "inconclusive")
+    assert all(t.estimate.lo <= t.estimate.value <= t.estimate.hi for t in verdict.tests)
+
+
+def synthetic(tmp_path, end_capability: float, end_control: float, seeds=(0, 1, 2)):
+    """A reversion experiment's metrics written by hand: prior 1 bit, aligned 5, then the ends given."""
+    exp = load_experiment(str(write(tmp_path, experiment_dict(seeds=len(seeds)))))
+    store = MetricsStore(tmp_path / "metrics.parquet")
+    for arm, end in (("capability", end_capability), ("more_alignment", end_control)):
+        for seed in seeds:
+            for stage, bits in enumerate((1.0, 5.0, end)):
+                for i, d in enumerate(DOMAIN_NAMES):
+                    noise = 0.1 * ((seed + i) % 3 - 1)
+                    store.add({"run": "tinyrev", "arm": arm, "seed": seed, "stage": f"s{stage}",
+                               "stage_index": stage, "step": 6, "global_step": 6 * (stage + 1), "tokens": 0},
+                              [metric_row("bits_aligned", bits + noise, "assistant", d, "trained")])
+    store.flush()
+    return evaluate(exp, tmp_path / "metrics.parquet")
+
+
+@pytest.mark.parametrize("end_capability, end_control, outcome, failing", [
+    (1.5, 5.0, "supported", None),          # back to (just above) the prior; the control keeps alignment
+    (4.9, 5.0, "not supported", "drift"),   # capability training kept alignment
+    (-3.0, 5.0, "not supported", "not_past_prior"),  # past the prior: inverted
+])
+def test_reversion_verdict_on_known_metrics(tmp_path, end_capability, end_control, outcome, failing):
+    v = synthetic(tmp_path, end_capability, end_control)
+    assert v.outcome == outcome, [t.line() for t in v.tests]
+    assert [t.name for t in v.tests if t.outcome != "supported"] == ([failing] if failing else [])
+    drift = next(t for t in v.tests if t.name == "drift").estimate
+    assert drift.value == pytest.approx((5.0 - end_capability) / 4.0 - 0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("mutate, fragments", [
+    (lambda d: d["claim"].update(id="nonsense"), ["claim.id", "unknown claim 'nonsense'"]),
+    (lambda d: d["claim"]["rule"].pop("min_drift"), ["claim.rule.min_drift: missing"]),
+    (lambda d: d["claim"]["rule"].update(control="nope"), ["claim.rule.control", "no arm 'nope'"]),
+    (lambda d: d["claim"]["rule"].update(extra=1), ["claim.rule.extra", "not a rule of claim"]),
+    (lambda d: d["arms"]["more_alignment"].update({"stages.2.lrr": 1}), ["arms.more_alignment", "stages.2.lrr"]),
+])
+def test_bad_experiment_files_are_one_line_errors(tmp_path, mutate, fragments):
+    data = experiment_dict()
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError):
+        load_experiment(str(path))
+    assert_one_line_error(run_cli("run", str(path), "--out", str(tmp_path / "r")), str(path), *fragments)
+    assert not (tmp_path / "r").exists()
+
+
+def test_seeds_option_and_claims_listing(tmp_path):
+    exp = load_experiment("reversion", seeds=4, seed=10)
+    assert exp.seeds == [10, 11, 12, 13] and [s for _, s, _ in exp.runs()][:2] == [10, 10]
+    assert {c.seed for _, _, c in exp.runs()} == {10, 11, 12, 13}
+    result = run_cli("claims")
+    assert result.returncode == 0, result.stderr
+    for preset in ("reversion", "exchange-rate", "frozen-probe", "emergent", "trojan", "reward-hacking",
+                   "mitigations"):
+        assert preset in result.stdout
+    assert "not past it" in result.stdout  # the claim text comes from the registry
