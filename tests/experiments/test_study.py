@@ -126,13 +126,15 @@ def synthetic(tmp_path, end_capability: float, end_control: float, seeds=(0, 1, 
     (1.5, 5.0, "supported", None),          # back to (just above) the prior; the control keeps alignment
     (4.9, 5.0, "not supported", "drift"),   # capability training kept alignment
     (-3.0, 5.0, "not supported", "not_past_prior"),  # past the prior: inverted
+    (1.5, 1.5, "not supported", "control_holds"),  # the control drifted as much: not the capability stage
+    (4.9, 9.0, "not supported", "drift"),   # a control that keeps aligning does not make a drift
 ])
 def test_reversion_verdict_on_known_metrics(tmp_path, end_capability, end_control, outcome, failing):
     v = synthetic(tmp_path, end_capability, end_control)
     assert v.outcome == outcome, [t.line() for t in v.tests]
     assert [t.name for t in v.tests if t.outcome != "supported"] == ([failing] if failing else [])
     drift = next(t for t in v.tests if t.name == "drift").estimate
-    assert drift.value == pytest.approx((5.0 - end_capability) / 4.0 - 0.0, abs=1e-9)
+    assert drift.value == pytest.approx((5.0 - end_capability) / 4.0, abs=1e-9)
 
 
 @pytest.mark.parametrize("mutate, fragments", [

@@ -41,12 +41,19 @@ def default_cache() -> Path:
     return Path(os.environ.get("DRIFTLAB_CACHE", Path.home() / ".cache" / "driftlab")) / "prefixes"
 
 
+# the sources that decide a checkpoint's bytes and its metric rows (not verdicts, reports, the CLI)
+TRAINING_CODE = ("config.py", "registry.py", "world", "models", "train", "measure", "runs",
+                 "experiments/runner.py", "experiments/stage_data.py")
+
+
 @functools.cache
 def code_hash() -> str:
-    """driftlab's own source files and torch's version: what else decides a checkpoint's bytes."""
+    """The training and measurement sources and torch's version: what else decides a prefix's files."""
     h = hashlib.sha256(torch.__version__.encode())
     root = Path(__file__).resolve().parents[1]
-    for path in sorted(root.rglob("*.py")):
+    paths = [p for name in TRAINING_CODE for p in ([root / name] if name.endswith(".py")
+                                                   else sorted((root / name).rglob("*.py")))]
+    for path in paths:
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]

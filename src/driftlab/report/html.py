@@ -16,7 +16,7 @@ from driftlab.errors import DataError
 from driftlab.experiments.claims import evaluate
 from driftlab.experiments.spec import is_experiment_dir, load_experiment_dir
 from driftlab.report.plots import curves_figure, heatmap_figure, standard_curves
-from driftlab.runs.atomic import read_json, write_text
+from driftlab.runs.atomic import read_json, write_json, write_text
 from driftlab.runs.provenance import provenance
 
 CSS = """
@@ -118,6 +118,10 @@ def mitigation_html(v) -> str:
 
 
 def build_report(root: Path) -> str:
+    return _build(root)[0]
+
+
+def _build(root: Path):
     src = Source(root)
     v = src.verdict()
     exp = src.experiment
@@ -145,13 +149,18 @@ over seeds, its band the min to max.</p>
 {mitigation_html(v)}
 <h2>Provenance</h2>{_table(["", ""], prov_rows)}{cache}
 <h2>Resolved config</h2><pre>{html.escape(src.config_text())}</pre>
-</body></html>"""
+</body></html>""", v
 
 
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report; the verdict it shows is computed afresh from the metrics and kept in
+    ``verdict.json`` too, so the two never disagree."""
     root = Path(root)
     out = Path(out) if out is not None else root / "report.html"
-    write_text(out, build_report(root))
+    page, verdict = _build(root)
+    if verdict is not None:
+        write_json(root / "verdict.json", verdict.record())
+    write_text(out, page)
     return out
 
 

@@ -1,7 +1,10 @@
 """Matplotlib figures for the report, each returned as PNG bytes (embedded as base64, no network).
 
-Curves are drawn over tokens seen across all stages; an arm's seeds are a line (their mean) and a
-band (their min to max); stage boundaries are dashed lines labelled with the stage's name.
+Curves are drawn over tokens seen across all stages. Pre-training sees far more tokens than the
+stages after it, so the axis is piecewise linear: each stage gets the same width, and inside it the
+position is linear in tokens; the ticks at stage boundaries give the tokens seen there. An arm's
+seeds are a line (their mean) and a band (their min to max); stage boundaries are dashed lines
+labelled with the stage's name.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def standard_curves(con: duckdb.DuckDBPyConnection) -> list[Curve]:
 
 
 def _series(con: duckdb.DuckDBPyConnection, where: str, arms: list[str] | None = None):
-    """arm -> (x tokens, mean, lo, hi) over seeds, checkpoints in run order."""
+    """arm -> (x on the stage-wise token axis, mean, lo, hi) over seeds, checkpoints in run order."""
     rows = con.execute(f"""
         select coalesce(arm, 'main'), seed, stage_index, step, any_value(tokens), avg(value)
         from m where {where} group by all order by 1, 3, 4, 2""").fetchall()
@@ -71,20 +74,40 @@ def _series(con: duckdb.DuckDBPyConnection, where: str, arms: list[str] | None =
     for arm in arms or sorted(by_arm):
         if arm not in by_arm:
             continue
-        points = [by_arm[arm][k] for k in sorted(by_arm[arm])]
-        x = np.array([np.mean([t for t, _ in p]) for p in points])
+        keys = sorted(by_arm[arm])
+        points = [by_arm[arm][k] for k in keys]
+        x = stage_axis(con, arm, [k[0] for k in keys], [np.mean([t for t, _ in p]) for p in points])
         v = [np.array([y for _, y in p]) for p in points]
         out[arm] = (x, np.array([a.mean() for a in v]), np.array([a.min() for a in v]), np.array([a.max() for a in v]))
     return out
 
 
-def stage_bounds(con: duckdb.DuckDBPyConnection, arm: str) -> list[tuple[float, str]]:
-    """(tokens at the stage's start, stage name) for one arm, seed-averaged."""
+def stage_bounds(con: duckdb.DuckDBPyConnection, arm: str) -> list[tuple[str, float, float]]:
+    """(stage name, tokens seen at its start, at its end) for one arm's stages, seed-averaged; a
+    stage starts where the previous one ended."""
     rows = con.execute("""
         select stage_index, any_value(stage), avg(t) from (
-          select stage_index, stage, seed, min(tokens) as t from m where coalesce(arm, 'main') = ?
+          select stage_index, stage, seed, max(tokens) as t from m where coalesce(arm, 'main') = ?
           group by stage_index, stage, seed) group by stage_index order by stage_index""", [arm]).fetchall()
-    return [(t, name) for _, name, t in rows]
+    out, start = [], 0.0
+    for _, name, end in rows:
+        out.append((name, start, float(end)))
+        start = float(end)
+    return out
+
+
+def stage_axis(con: duckdb.DuckDBPyConnection, arm: str, stages: list[int], tokens: list[float]) -> np.ndarray:
+    """Stage i spans [i, i + 1]; inside it the position is linear in tokens seen."""
+    bounds = stage_bounds(con, arm)
+    x = []
+    for i, t in zip(stages, tokens):
+        _, start, end = bounds[min(i, len(bounds) - 1)]
+        x.append(i + (t - start) / (end - start) if end > start else i + 1.0)
+    return np.array(x)
+
+
+def _tokens(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
 
 
 def _png(fig) -> bytes:
@@ -109,11 +132,14 @@ def curves_figure(con: duckdb.DuckDBPyConnection, arms: list[str], curves: list[
             colour = COLOURS[i % len(COLOURS)]
             ax.plot(x, mean, color=colour, lw=1.5, label=(labels or {}).get(arm, arm))
             ax.fill_between(x, lo, hi, color=colour, alpha=0.2, lw=0)
-        for t, name in bounds[1:]:
-            ax.axvline(t, color="grey", ls="--", lw=0.8)
-            ax.text(t, 1.0, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="grey")
+        for i, (name, _, _) in enumerate(bounds):
+            if i:
+                ax.axvline(i, color="grey", ls="--", lw=0.8)
+            ax.text(i, 1.0, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="grey")
+        if bounds:
+            ax.set_xticks(range(len(bounds) + 1), [_tokens(0)] + [_tokens(b[2]) for b in bounds])
         ax.set_title(curve.title, fontsize=10)
-        ax.set_xlabel("tokens seen", fontsize=8)
+        ax.set_xlabel("tokens seen (each stage the same width)", fontsize=8)
         ax.set_ylabel(curve.ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
