@@ -62,8 +62,10 @@ def standard_curves(con: duckdb.DuckDBPyConnection) -> list[Curve]:
     ]
 
 
-def _series(con: duckdb.DuckDBPyConnection, where: str, arms: list[str] | None = None):
-    """arm -> (x on the stage-wise token axis, mean, lo, hi) over seeds, checkpoints in run order."""
+def _series(con: duckdb.DuckDBPyConnection, where: str, arms: list[str],
+            bounds: dict[str, list[tuple[str, float, float]]]):
+    """arm -> (x on the stage-wise token axis, mean, lo, hi) over seeds, checkpoints in run order;
+    ``bounds``: each arm's ``stage_bounds``, computed once by the caller."""
     rows = con.execute(f"""
         select coalesce(arm, 'main'), seed, stage_index, step, any_value(tokens), avg(value)
         from m where {where} group by all order by 1, 3, 4, 2""").fetchall()
@@ -76,7 +78,7 @@ def _series(con: duckdb.DuckDBPyConnection, where: str, arms: list[str] | None =
             continue
         keys = sorted(by_arm[arm])
         points = [by_arm[arm][k] for k in keys]
-        x = stage_axis(con, arm, [k[0] for k in keys], [np.mean([t for t, _ in p]) for p in points])
+        x = stage_axis(bounds.get(arm) or stage_bounds(con, arm), [k[0] for k in keys], [np.mean([t for t, _ in p]) for p in points])
         v = [np.array([y for _, y in p]) for p in points]
         out[arm] = (x, np.array([a.mean() for a in v]), np.array([a.min() for a in v]), np.array([a.max() for a in v]))
     return out
@@ -96,9 +98,9 @@ def stage_bounds(con: duckdb.DuckDBPyConnection, arm: str) -> list[tuple[str, fl
     return out
 
 
-def stage_axis(con: duckdb.DuckDBPyConnection, arm: str, stages: list[int], tokens: list[float]) -> np.ndarray:
-    """Stage i spans [i, i + 1]; inside it the position is linear in tokens seen."""
-    bounds = stage_bounds(con, arm)
+def stage_axis(bounds: list[tuple[str, float, float]], stages: list[int], tokens: list[float]) -> np.ndarray:
+    """Stage i spans [i, i + 1]; inside it the position is linear in tokens seen (``bounds`` from
+    ``stage_bounds``)."""
     x = []
     for i, t in zip(stages, tokens):
         _, start, end = bounds[min(i, len(bounds) - 1)]
@@ -120,13 +122,14 @@ def _png(fig) -> bytes:
 def curves_figure(con: duckdb.DuckDBPyConnection, arms: list[str], curves: list[Curve],
                   labels: dict[str, str] | None = None) -> bytes | None:
     """A grid of panels, one per curve that has data; arms overlaid, seeds as bands."""
-    panels = [(c, s) for c in curves if (s := _series(con, c.where, arms))]
+    by_arm = {arm: stage_bounds(con, arm) for arm in arms}  # once per arm, not once per panel
+    panels = [(c, s) for c in curves if (s := _series(con, c.where, arms, by_arm))]
     if not panels:
         return None
     cols = 2
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(12, 3.1 * rows), squeeze=False)
-    bounds = stage_bounds(con, arms[0]) if arms else []
+    bounds = by_arm[arms[0]] if arms else []
     for ax, (curve, series) in zip(axes.flat, panels):
         for i, (arm, (x, mean, lo, hi)) in enumerate(series.items()):
             colour = COLOURS[i % len(COLOURS)]
