@@ -523,7 +523,7 @@ class ExperimentConfig(Strict):
 
     def trained_domains(self) -> list[str]:
         stage = self.split_stage()
-        if stage is None or not isinstance(stage.data, AlignmentData):
+        if stage is None or not isinstance(stage.data, AlignmentData | PreferenceData):
             return list(_domain_names())
         return stage.data.trained_domains()
 
@@ -653,20 +653,35 @@ def validate_config(data: dict[str, Any], origin: str, origins: dict[str, str] |
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        parts = [str(p) for p in err["loc"]]
-        # drop the discriminated union's tag (stages.0.data.world.n_docs -> stages.0.data.n_docs)
-        parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "data" and p in _SOURCES)]
-        loc = ".".join(parts)
-        where = origin
-        for key, o in (origins or {}).items():
-            if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
-                where = o
-        msg = err["msg"].removeprefix("Value error, ")
-        got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
-        more = f" [+{e.error_count() - 1} more]" if e.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {loc or '<top>'}: {msg}{got}{more}") from None
+        raise ConfigError(validation_message(e, origin, origins)) from None
+
+
+def validation_message(e: ValidationError, origin: str, origins: dict[str, str] | None = None) -> str:
+    """One line: where the bad value came from (the file, an arm, ``quick``, ``--set``), its key, why."""
+    err = e.errors()[0]
+    parts = [str(p) for p in err["loc"]]
+    # drop the discriminated union's tag (stages.0.data.world.n_docs -> stages.0.data.n_docs)
+    parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "data" and p in _SOURCES)]
+    loc = ".".join(parts)
+    where = origin
+    for key, o in (origins or {}).items():
+        if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
+            where = o
+    msg = err["msg"].removeprefix("Value error, ")
+    got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
+    more = f" [+{e.error_count() - 1} more]" if e.error_count() > 1 else ""
+    return f"{where}: {loc or '<top>'}: {msg}{got}{more}"
+
+
+EXPERIMENT_KEYS = {"arms", "claim", "seeds"}  # belong to an experiment, not to any one of its runs
+
+
+def run_record(cfg: ExperimentConfig) -> dict[str, Any]:
+    """One run's resolved config as plain data: everything the run depends on, with its own ``arm``
+    and ``seed``, without the experiment's keys (arms, claim, seeds: ``experiment.yaml`` holds them)."""
+    return cfg.model_dump(mode="json", exclude=EXPERIMENT_KEYS)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """A run's ``config.yaml``: ``driftlab run config.yaml`` runs that one arm again, same metrics."""
+    return yaml.safe_dump(run_record(cfg), sort_keys=False)

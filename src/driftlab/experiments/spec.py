@@ -10,7 +10,11 @@ A preset (or a user's YAML) is a run config plus three optional keys::
 
 Each arm's config is the file with that arm's overrides, then the ``quick:`` block and ``--set``
 items (which apply to every arm alike), validated on its own, so an error names the arm's key.
-A file without ``arms`` is one arm, ``main``.
+The file is also validated as written, before any override, so a wrong value is an error even
+where ``--quick`` or ``--seeds`` would replace it.
+A file without ``arms`` is one arm, named by its ``arm`` key (``main`` unless it is a run's
+``config.yaml``, which runs that arm again). An experiment directory's ``experiment.yaml`` (the
+claim and seed list at the top, each arm a whole run config) runs again as recorded.
 """
 
 from __future__ import annotations
@@ -20,8 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, StrictInt, ValidationError
 
-from driftlab.config import ClaimSpec, ExperimentConfig, load_config, read_yaml, resolve_source
+from driftlab.config import (
+    ClaimSpec,
+    ExperimentConfig,
+    Strict,
+    load_config,
+    parse_set,
+    read_yaml,
+    resolve_source,
+    run_record,
+    set_path,
+    validate_config,
+    validation_message,
+)
 from driftlab.errors import ConfigError
 
 
@@ -40,59 +57,145 @@ class Experiment:
                 for seed in self.seeds for arm, cfg in self.arms.items()]
 
     def dump(self) -> str:
-        """The resolved experiment, as written to ``experiment.yaml`` in its directory."""
+        """The resolved experiment, as written to ``experiment.yaml`` in its directory: the claim and
+        the seeds once, at the top, and each arm's full run config (``run_record``) under ``arms``.
+        ``driftlab run experiment.yaml`` runs it again (``load_experiment`` recognises the form)."""
         return yaml.safe_dump({
             "name": self.name, "description": self.description, "seeds": self.seeds,
             "claim": self.claim.model_dump(mode="json") if self.claim else None,
-            "arms": {arm: cfg.model_dump(mode="json") for arm, cfg in self.arms.items()},
+            "arms": {arm: run_record(cfg) for arm, cfg in self.arms.items()},
         }, sort_keys=False)
+
+
+class _Resolved(Strict):
+    """The top level of a resolved ``experiment.yaml`` (each arm is checked as a run config)."""
+
+    name: str
+    description: str = ""
+    seeds: list[StrictInt] = Field(min_length=1)
+    claim: ClaimSpec | None = None
+    arms: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
+RUN_KEYS = {"name", "seed", "world", "model", "stages", "measure"}  # what every resolved run config holds
+
+
+def is_resolved(raw: dict[str, Any]) -> bool:
+    """An ``experiment.yaml`` as driftlab writes it: every arm is a whole run config, not overrides."""
+    arms = raw.get("arms")
+    return isinstance(arms, dict) and bool(arms) and all(isinstance(a, dict) and RUN_KEYS <= set(a)
+                                                         for a in arms.values())
 
 
 def load_experiment(source: str | None = None, sets: list[str] | None = None, quick: bool = False,
                     seed: int | None = None, seeds: int | None = None) -> Experiment:
-    """Expand a preset name or YAML file into its arms; ``seeds`` (``--seeds``) overrides the file."""
+    """Expand a preset name or YAML file into its arms; ``seeds`` (``--seeds``) overrides the file.
+
+    The file is validated as written before ``--quick``, ``--seed``, ``--seeds`` and ``--set`` apply,
+    and again after, so a wrong key is an error even where an override would have replaced it.
+    A resolved ``experiment.yaml`` (an experiment directory's record) runs as it was recorded."""
     path = resolve_source(source)
     raw = read_yaml(path)
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: need at least one seed")
+    if is_resolved(raw):
+        return _load_resolved(path, raw, sets or [], quick, seed, seeds)
     overrides: dict[str, Any] = {"seed": seed} if seed is not None else {}
     if seeds is not None:
-        if seeds < 1:
-            raise ConfigError(f"--seeds {seeds}: need at least one seed")
         overrides["seeds"] = seeds
-    arm_names = list(raw.get("arms") or {}) if isinstance(raw.get("arms"), dict) else None
-    if raw.get("arms") is not None and not arm_names:
-        raise ConfigError(f"{path}: arms: expected a mapping of arm names to overrides")
+    arms_raw = raw.get("arms")
+    if arms_raw is not None and not isinstance(arms_raw, dict):
+        raise ConfigError(f"{path}: arms: expected a mapping of arm names to overrides (got {arms_raw!r})")
+    arm_names = list(arms_raw or {})
+    for arm in arm_names or [None]:  # the file as written, before anything overrides it
+        load_config(str(path), arm=arm)
     if arm_names:
         arms = {a: load_config(str(path), sets, quick, overrides, arm=a) for a in arm_names}
-    else:
-        arms = {"main": load_config(str(path), sets, quick, overrides)}
+    else:  # one arm, named by the file's own ``arm`` (a run's config.yaml) or ``main``
+        cfg = load_config(str(path), sets, quick, overrides)
+        arms = {cfg.arm: cfg}
     first = next(iter(arms.values()))
     names = {cfg.name for cfg in arms.values()}
     if len(names) > 1:
         raise ConfigError(f"{path}: arms: an arm may not rename the experiment (got {sorted(names)})")
-    if first.claim is not None:
-        from driftlab.experiments.claims import registered
-
-        CLAIMS = registered()
-        if first.claim.id not in CLAIMS:
-            raise ConfigError(f"{path}: claim.id: unknown claim {first.claim.id!r} "
-                              f"(known: {', '.join(sorted(CLAIMS))})")
-        CLAIMS.get(first.claim.id).check_rule(first.claim, list(arms), str(path))
+    _check_claim(first.claim, list(arms), str(path))
     return Experiment(first.name, first.description, first.claim,
                       [first.seed + i for i in range(first.seeds)], arms)
 
 
+def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str) -> None:
+    if claim is None:
+        return
+    from driftlab.experiments.claims import registered
+
+    CLAIMS = registered()
+    if claim.id not in CLAIMS:
+        raise ConfigError(f"{origin}: claim.id: unknown claim {claim.id!r} (known: {', '.join(sorted(CLAIMS))})")
+    CLAIMS.get(claim.id).check_rule(claim, arms, origin)
+
+
+def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool, seed: int | None,
+                   seeds: int | None) -> Experiment:
+    """A resolved experiment file: the top level strictly, each arm as a whole run config (before
+    and after ``--quick`` and ``--set``), the claim against the arms; then the seed overrides."""
+    try:
+        top = _Resolved.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(validation_message(e, str(path))) from None
+    arms, quick_seeds = {}, None
+    for arm, data in top.arms.items():
+        origin = f"{path}: arms.{arm}"
+        data = _legacy_arm(data, top.claim, origin)
+        if data.get("arm", arm) != arm:
+            raise ConfigError(f"{origin}.arm: {data['arm']!r} is not the arm's name {arm!r}")
+        validate_config({**data, "arm": arm}, origin)  # as written
+        data, origins = {**data, "arm": arm}, {}
+        if quick:
+            for key, value in (data.get("quick") or {}).items():
+                if key == "seeds":  # the experiment's seed list is at the top level
+                    quick_seeds = value
+                    continue
+                set_path(data, key, value, f"{origin}.quick")
+                origins[key] = f"{origin}.quick"
+        for item in sets:
+            key, value = parse_set(item)
+            set_path(data, key, value, f"--set {item}")
+            origins[key] = f"--set {item}"
+        arms[arm] = validate_config(data, origin, origins)
+    _check_claim(top.claim, list(arms), str(path))
+    count = seeds if seeds is not None else quick_seeds if quick_seeds is not None else len(top.seeds)
+    if not isinstance(count, int) or count < 1:
+        raise ConfigError(f"{path}: quick.seeds: expected a positive integer (got {count!r})")
+    first = seed if seed is not None else top.seeds[0]
+    seed_list = [first + i for i in range(count)] if (seed is not None or count != len(top.seeds)) else top.seeds
+    arms = {a: cfg.model_copy(update={"seed": seed_list[0]}) for a, cfg in arms.items()}
+    return Experiment(top.name, top.description, top.claim, seed_list, arms)
+
+
+def _legacy_arm(data: dict[str, Any], claim: ClaimSpec | None, origin: str) -> dict[str, Any]:
+    """Arms written by driftlab < 0.7 repeat the experiment's keys; the top level is the record.
+    A repeated claim that differs from it would be silently ignored, so it is an error."""
+    data = dict(data)
+    if "claim" in data:
+        mine = data.pop("claim")
+        top = claim.model_dump(mode="json") if claim else None
+        if mine is not None and mine != top:
+            raise ConfigError(f"{origin}.claim: differs from the experiment's claim at the top level "
+                              f"(an experiment has one claim; edit it there)")
+    if data.get("arms") in ({}, None):
+        data.pop("arms", None)
+    if "seeds" in data and isinstance(data["seeds"], int):
+        data.pop("seeds")
+    return data
+
+
 def load_experiment_dir(root: Path) -> Experiment:
     """The experiment an experiment directory was started with (for --resume and the report)."""
-    path = root / "experiment.yaml"
-    data = read_yaml(path)
-    from driftlab.config import validate_config
-
-    try:
-        arms = {arm: validate_config(cfg, f"{path}: arms.{arm}") for arm, cfg in data["arms"].items()}
-        claim = ClaimSpec.model_validate(data["claim"]) if data.get("claim") else None
-        return Experiment(data["name"], data.get("description", ""), claim, [int(s) for s in data["seeds"]], arms)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"{path}: not a driftlab experiment file ({e})") from None
+    path = Path(root) / "experiment.yaml"
+    raw = read_yaml(path)
+    if not is_resolved(raw):
+        raise ConfigError(f"{path}: not a driftlab experiment file (arms must each hold a whole run config)")
+    return _load_resolved(path, raw, [], False, None, None)
 
 
 def is_experiment_dir(root: Path) -> bool:
