@@ -148,3 +148,26 @@ def test_killed_anywhere_then_resumed_gives_the_uninterrupted_metrics(uninterrup
     assert len(got) == len(expected)
     diff = [(e["arm"], e["stage"], e["step"], e["metric"]) for g, e in zip(got, expected) if g != e]
     assert not diff, f"{len(diff)} rows differ, first {diff[:3]}"
+
+
+def test_a_resume_with_other_training_code_is_refused(tmp_path):
+    """Changed sources or another torch between the kill and the resume would mix two trainings in
+    one run's metrics; the checkpoint records the code hash that wrote it, and resume checks it."""
+    from driftlab.config import validate_config
+    from driftlab.experiments import execute, new_run
+    from driftlab.runs.checkpoint import optimizer_metadata
+    from driftlab.runs.provenance import code_hash
+    from tests.test_cli import assert_one_line_error
+
+    cfg = validate_config(tiny_dict(), "tiny")
+    run = new_run(cfg, tmp_path / "run")
+    execute(run, cfg)
+    last = run.root / optimizer_metadata(run.resume_path)[1]["checkpoint"]
+    meta_path = last.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["code_hash"] == code_hash()
+    meta_path.write_text(json.dumps({**meta, "code_hash": "0123456789ab"}))
+    run.set_status("failed")
+    result = subprocess.run([sys.executable, "-m", "driftlab.cli", "run", "--resume", str(run.root)],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert_one_line_error(result, last.name, "written by other training code", "0123456789ab")

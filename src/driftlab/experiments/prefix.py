@@ -15,8 +15,6 @@ the cache is on another file system, files are copied.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,12 +23,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from driftlab.config import ExperimentConfig
 from driftlab.errors import DataError
 from driftlab.runs.atomic import atomic_write, read_json, write_json
 from driftlab.runs.metrics import read_metrics
+from driftlab.runs.provenance import code_hash
 from driftlab.runs.rundir import RunDir
 
 
@@ -39,24 +37,6 @@ def default_cache() -> Path:
     if os.environ.get("DRIFTLAB_PREFIX_CACHE"):
         return Path(os.environ["DRIFTLAB_PREFIX_CACHE"])
     return Path(os.environ.get("DRIFTLAB_CACHE", Path.home() / ".cache" / "driftlab")) / "prefixes"
-
-
-# the sources that decide a checkpoint's bytes and its metric rows (not verdicts, reports, the CLI)
-TRAINING_CODE = ("config.py", "registry.py", "world", "models", "train", "measure", "runs",
-                 "experiments/runner.py", "experiments/stage_data.py")
-
-
-@functools.cache
-def code_hash() -> str:
-    """The training and measurement sources and torch's version: what else decides a prefix's files."""
-    h = hashlib.sha256(torch.__version__.encode())
-    root = Path(__file__).resolve().parents[1]
-    paths = [p for name in TRAINING_CODE for p in ([root / name] if name.endswith(".py")
-                                                   else sorted((root / name).rglob("*.py")))]
-    for path in paths:
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:12]
 
 
 @dataclass

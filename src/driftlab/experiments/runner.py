@@ -8,6 +8,8 @@ reference checkpoint — and, in the stages after the reference, steps the co-tr
 every training step. ``--resume`` restarts from the last complete checkpoint, rebuilds the anchors
 from their checkpoints and the co-trained probe from the last artifact, and drops any metric rows
 measured after it, so a killed run ends with the same metrics as one that was never killed.
+Every checkpoint records the hash of the code that wrote it (driftlab's training and measurement
+sources and torch's version); a resume with other code is refused, since it could not keep that promise.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from driftlab.runs.checkpoint import (
     save_tensors,
 )
 from driftlab.runs.metrics import MetricsStore, metric_row
+from driftlab.runs.provenance import code_hash
 from driftlab.runs.rundir import RunDir
 from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
@@ -210,7 +213,7 @@ class _Checkpointer:
         path = save_checkpoint(self.run.stage_dir(here.stage_index, stage.name), ev.step, self.model, {
             "stage": stage.name, "stage_index": here.stage_index, "global_step": here.global_step,
             "tokens": here.stage_tokens, "run_tokens": here.run_tokens, "config_hash": cfg.hash(),
-            "prefix_hash": cfg.prefix_hash(here.stage_index + 1),
+            "prefix_hash": cfg.prefix_hash(here.stage_index + 1), "code_hash": code_hash(),
             "parent": pos.checkpoint,
         })
         here.checkpoint = str(path.relative_to(self.run.root))
@@ -330,5 +333,11 @@ def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module)
     if meta.get("config_hash") != cfg.hash() and meta.get("prefix_hash") != cfg.prefix_hash(pos.stage_index + 1):
         raise CheckpointError(f"{weights}: config_hash {meta.get('config_hash')} does not match the run's "
                               f"config {cfg.hash()} (mismatched checkpoint)")
+    written_by = meta.get("code_hash")
+    if written_by is not None and written_by != code_hash():  # (checkpoints before 0.7 carry none)
+        raise CheckpointError(f"{weights}: written by other training code (code hash {written_by}; this "
+                              f"driftlab's is {code_hash()}: its sources or torch's version changed), so a "
+                              f"resume would not give the metrics of an uninterrupted run; resume with the "
+                              f"version that started it, or start the run again")
     load_weights(weights, model)
     return pos, run.resume_path
