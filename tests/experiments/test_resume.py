@@ -116,14 +116,12 @@ KILLS = [
     (("lora", 0, 7, "step"), False),                      # a later arm's pre-training
     (("lora", 1, 3, "save_checkpoint_done"), False),      # its alignment: weights on disk, metrics not
     (("capability", 0, 6, "save_checkpoint_done"), True),
-    (("capability", 1, 3, "step"), True),
     (("capability", 2, 3, "step"), False),                # sft with replay, KL, projection and probe penalties
     (("lora", 2, 1, "save_optimizer"), False),            # measured, resume state not yet written
     (("lora", 2, 6, "save_optimizer"), True),             # ... at the end of the run
     (("dpo", 2, 3, "step"), False),
     (("dpo", 2, 3, "step"), True),
     (("rl", 2, 3, "save_optimizer_done"), False),         # right after a complete checkpoint
-    (("rl", 2, 3, "step"), True),
 ]
 
 
