@@ -169,3 +169,29 @@ def test_a_resume_with_other_training_code_is_refused(tmp_path):
     result = subprocess.run([sys.executable, "-m", "driftlab.cli", "run", "--resume", str(run.root)],
                             capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
     assert_one_line_error(result, last.name, "written by other training code", "0123456789ab")
+
+
+def test_a_second_process_on_a_live_run_is_refused(uninterrupted, tmp_path):
+    """A resume while the run is still alive would interleave two processes' writes: the directory
+    is locked by whoever writes into it, and the lock goes with its holder, kill -9 included."""
+    from driftlab.config import validate_config
+    from driftlab.errors import DataError
+    from driftlab.experiments import execute, new_run
+    from driftlab.runs.rundir import exclusive
+    from tests.test_cli import assert_one_line_error
+
+    cfg = validate_config(tiny_dict(), "tiny")
+    run = new_run(cfg, tmp_path / "run")
+    with exclusive(run.root):  # this process plays the live run
+        result = subprocess.run([sys.executable, "-m", "driftlab.cli", "run", "--resume", str(run.root)],
+                                capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+        assert_one_line_error(result, str(run.root), "in use by another driftlab process", f"pid {os.getpid()}")
+        assert run.status()["state"] == "running"  # the live run's status is not the refused one's to set
+    execute(run, cfg)  # once the holder is gone, the run continues
+    assert run.status()["state"] == "complete"
+    config, _ = uninterrupted
+    exp = load_experiment(str(config))
+    root = new_experiment(exp, tmp_path / "exp")
+    with exclusive(root), pytest.raises(DataError, match="in use by another driftlab process"):
+        run_experiment(root, exp)
+    assert json.loads((root / "status.json").read_text())["state"] == "running"

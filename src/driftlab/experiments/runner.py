@@ -45,7 +45,7 @@ from driftlab.runs.checkpoint import (
 )
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.provenance import code_hash
-from driftlab.runs.rundir import RunDir
+from driftlab.runs.rundir import RunDir, exclusive
 from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
 from driftlab.train.mitigations import StageContext, apply_mitigations, lora_parameters
@@ -106,12 +106,13 @@ def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None
     is called with a stage's index once its last checkpoint and resume state are on disk."""
     reporter = reporter or SilentReporter()
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    try:
-        _execute(run, cfg, reporter, on_step, on_stage_end)
-    except BaseException as e:
-        run.set_status("failed", name=cfg.name, seed=cfg.seed, error=f"{type(e).__name__}: {e}")
-        raise
-    run.set_status("complete", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
+    with exclusive(run.root):  # before the status: another live process's run is not ours to mark
+        try:
+            _execute(run, cfg, reporter, on_step, on_stage_end)
+        except BaseException as e:
+            run.set_status("failed", name=cfg.name, seed=cfg.seed, error=f"{type(e).__name__}: {e}")
+            raise
+        run.set_status("complete", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
 
 
 def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,

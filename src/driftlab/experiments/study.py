@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from driftlab.config import dump_config
 from driftlab.errors import DataError
 from driftlab.experiments.claims import Verdict, evaluate
 from driftlab.experiments.prefix import PrefixCache, PrefixHit
@@ -30,7 +31,7 @@ from driftlab.experiments.spec import Experiment
 from driftlab.runs.atomic import atomic_write, read_json, write_json, write_text
 from driftlab.runs.metrics import SCHEMA, read_metrics
 from driftlab.runs.provenance import provenance
-from driftlab.runs.rundir import RunDir
+from driftlab.runs.rundir import RunDir, exclusive
 
 
 def new_experiment(exp: Experiment, out: str | Path | None = None, base: str | Path = "runs") -> Path:
@@ -56,8 +57,14 @@ class Events:
 def run_experiment(root: Path, exp: Experiment, events: Events | None = None,
                    cache: PrefixCache | None = None,
                    on_step: Callable[[int, int, float], None] | None = None) -> Verdict | None:
-    """Run (or continue) every arm × seed, then write the combined metrics and the verdict."""
-    events = events or Events()
+    """Run (or continue) every arm × seed, then write the combined metrics and the verdict. One
+    process at a time: a second one on the same directory is a one-line error (``exclusive``)."""
+    with exclusive(root):
+        return _run_all(root, exp, events or Events(), cache, on_step)
+
+
+def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | None,
+             on_step: Callable[[int, int, float], None] | None) -> Verdict | None:
     runs = exp.runs()
     try:
         for i, (arm, seed, cfg) in enumerate(runs):
@@ -66,8 +73,6 @@ def run_experiment(root: Path, exp: Experiment, events: Events | None = None,
                 events.run_done(arm, seed, skipped=True)
                 continue
             run.root.mkdir(parents=True, exist_ok=True)
-            from driftlab.config import dump_config
-
             run.write_config(dump_config(cfg))
             reporter = events.run_start(arm, seed, i, len(runs), run)
             if cache is not None:
