@@ -86,6 +86,8 @@ def test_a_wrong_seed_list_is_an_error_even_under_quick(recorded, tmp_path):
     (lambda d: d["arms"]["capability"].update(arm="other"), ("arms.capability.arm", "'other'")),
     (lambda d: d["arms"]["capability"].update(claim={"id": "reversion", "rule": {}}),
      ("arms.capability.claim", "differs from the experiment's claim")),
+    (lambda d: d["arms"]["capability"].update(seed=3), ("arms.capability.seed", "first seed 0")),
+    (lambda d: d["arms"]["capability"].update(arms={"x": {}}), ("arms.capability.arms", "no arms of its own")),
 ])
 def test_every_key_of_a_recorded_experiment_is_checked(recorded, tmp_path, edit, fragments):
     root, _ = recorded

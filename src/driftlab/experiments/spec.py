@@ -145,11 +145,10 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool
     arms, quick_seeds = {}, None
     for arm, data in top.arms.items():
         origin = f"{path}: arms.{arm}"
-        data = _legacy_arm(data, top.claim, origin)
         if data.get("arm", arm) != arm:
             raise ConfigError(f"{origin}.arm: {data['arm']!r} is not the arm's name {arm!r}")
         validate_config({**data, "arm": arm}, origin)  # as written
-        data, origins = {**data, "arm": arm}, {}
+        data, origins = {**_legacy_arm(data, top, origin), "arm": arm}, {}
         if quick:
             for key, value in (data.get("quick") or {}).items():
                 if key == "seeds":  # the experiment's seed list is at the top level
@@ -172,20 +171,20 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool
     return Experiment(top.name, top.description, top.claim, seed_list, arms)
 
 
-def _legacy_arm(data: dict[str, Any], claim: ClaimSpec | None, origin: str) -> dict[str, Any]:
-    """Arms written by driftlab < 0.7 repeat the experiment's keys; the top level is the record.
-    A repeated claim that differs from it would be silently ignored, so it is an error."""
+def _legacy_arm(data: dict[str, Any], top: _Resolved, origin: str) -> dict[str, Any]:
+    """An arm without the experiment's keys. Arms written by driftlab < 0.7 repeat them; the top
+    level is the record, so a repeated value that differs from it (and would be ignored) is an error."""
     data = dict(data)
-    if "claim" in data:
-        mine = data.pop("claim")
-        top = claim.model_dump(mode="json") if claim else None
-        if mine is not None and mine != top:
-            raise ConfigError(f"{origin}.claim: differs from the experiment's claim at the top level "
-                              f"(an experiment has one claim; edit it there)")
-    if data.get("arms") in ({}, None):
-        data.pop("arms", None)
-    if "seeds" in data and isinstance(data["seeds"], int):
-        data.pop("seeds")
+    mine = data.pop("claim", None)
+    if mine is not None and mine != (top.claim.model_dump(mode="json") if top.claim else None):
+        raise ConfigError(f"{origin}.claim: differs from the experiment's claim at the top level "
+                          f"(an experiment has one claim; edit it there)")
+    if data.pop("arms", None):
+        raise ConfigError(f"{origin}.arms: an arm of a recorded experiment has no arms of its own")
+    data.pop("seeds", None)  # a count; the seed list at the top decides
+    if data.get("seed", top.seeds[0]) != top.seeds[0]:
+        raise ConfigError(f"{origin}.seed: {data['seed']!r} is not the experiment's first seed "
+                          f"{top.seeds[0]} (the seed list at the top decides; edit it there)")
     return data
 
 
