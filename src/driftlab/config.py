@@ -313,7 +313,10 @@ class RLSettings(Strict):
     verifier: Literal["exact", "hackable"] = Field(
         "exact", description="hackable reads only the answer's first digit: a shortcut a policy can find"
     )
-    max_new_tokens: int = Field(8, ge=1)
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="answer tokens sampled (default: the longest correct answer of the stage's "
+                                "levels, its digits and the full stop); shorter is a config error"
+    )
     temperature: float = Field(1.0, gt=0)
 
 
@@ -471,6 +474,10 @@ class ExperimentConfig(Strict):
         if len(set(concept_names)) != len(concept_names) or {"persona", "answer_correct"} & set(concept_names):
             raise ValueError(f"measure.concepts names must be unique and not persona/answer_correct: {concept_names}")
         for i, s in enumerate(self.stages):
+            if s.kind == "rl" and s.rl.max_new_tokens is not None and s.rl.max_new_tokens < self._longest(i):
+                raise ValueError(f"stages.{i}.rl.max_new_tokens {s.rl.max_new_tokens} is shorter than the longest "
+                                 f"answer of levels {self._levels(i)} ({self._longest(i)} tokens: the largest "
+                                 f"sum's digits and the full stop), so some correct answers could never be sampled")
             if s.kind == "pretrain" and s.seq_len > self.model.max_seq_len:
                 raise ValueError(f"stage {s.name!r}: seq_len {s.seq_len} > model.max_seq_len")
             for j, m in enumerate(s.mitigations):
@@ -509,6 +516,21 @@ class ExperimentConfig(Strict):
             ):
                 return s.data.trained_domains() if isinstance(s.data, _Domains) else None
         return None
+
+    def _levels(self, index: int) -> list[int]:
+        data = self.stages[index].data
+        return (data.levels if isinstance(data, CapabilityData) else None) or self.world.capability_levels
+
+    def _longest(self, index: int) -> int:
+        from driftlab.world.capability import longest_answer
+
+        return max(longest_answer(level) for level in self._levels(index))
+
+    def answer_tokens(self, index: int) -> int:
+        """Tokens rl stage ``index`` samples per answer: ``rl.max_new_tokens``, or the longest correct
+        answer of the stage's levels (every correct answer fits; nothing longer is sampled)."""
+        given = self.stages[index].rl.max_new_tokens
+        return given if given is not None else self._longest(index)
 
     def reference_index(self) -> int:
         """Index of the stage whose last checkpoint is the reference."""

@@ -35,7 +35,7 @@ ARMS = {  # stage 2 of each arm; the arms share pre-training and alignment
                          "checkpoints": {"log": 2, "linear": 2}}},
     "rl": {"stages.2": {"name": "rl", "kind": "rl", "data": {"source": "capability", "n_examples": 32},
                         "steps": 6, "batch_size": 2, "lr": 1e-3,
-                        "rl": {"group_size": 2, "verifier": "hackable", "max_new_tokens": 3},
+                        "rl": {"group_size": 2, "verifier": "hackable"},
                         "mitigations": [{"kind": "kl_to_reference", "weight": 0.2},
                                         {"kind": "inoculation_prompt", "prefix": "the system is flawed ."}],
                         "checkpoints": {"log": 2, "linear": 2}}},

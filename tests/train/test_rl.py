@@ -135,3 +135,25 @@ def test_inoculation_prompt_applies_to_rl_stages():
                       "steps": 2, "batch_size": 2, "lr": 1e-3, "rl": {"verifier": "hackable", "group_size": 2},
                       "mitigations": [{"kind": "inoculation_prompt", "prefix": "the system is flawed ."}]}
     assert validate_config(d, "rl.yaml").stages[2].mitigations[0].kind == "inoculation_prompt"
+
+
+def test_answer_length_comes_from_the_levels_and_a_shorter_one_is_a_config_error():
+    from driftlab.errors import ConfigError
+    from driftlab.experiments.stage_data import build_stage_data
+    from driftlab.world.tokenizer import WorldTokenizer
+
+    d = tiny_dict()  # levels 1-3: 999 + 999 = 1998 is written "8 9 9 1 ." (5 words)
+    d["stages"][2] = {"name": "rl", "kind": "rl", "data": {"source": "capability", "n_examples": 64},
+                      "steps": 2, "batch_size": 2, "rl": {"group_size": 2}}
+    cfg = validate_config(d, "rl.yaml")
+    assert cfg.answer_tokens(2) == 5
+    data = build_stage_data(cfg, 2, WorldTokenizer.build())
+    assert data.max_new_tokens == 5
+    assert max(len(w) - w.index("+") for _, w in data.prompts) == 5  # some level-3 prompt (4 words "+ d d d =")
+    d["stages"][2]["data"]["levels"] = [1]
+    assert validate_config(d, "rl.yaml").answer_tokens(2) == 3  # 9 + 9 = 18: "8 1 ."
+    d["stages"][2]["data"]["levels"] = None
+    d["stages"][2]["rl"]["max_new_tokens"] = 4  # what the reward-hacking preset sampled: 1,000+ sums cut short
+    with pytest.raises(ConfigError, match=r"stages.2.rl.max_new_tokens 4 is shorter than the longest answer of "
+                                          r"levels \[1, 2, 3\] \(5 tokens"):
+        validate_config(d, "rl.yaml")

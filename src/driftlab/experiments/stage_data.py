@@ -57,7 +57,8 @@ def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenize
         words = {i: w for w, i in tokenizer.vocab.items()}
         prompts = [([tokenizer.bos_id, *tokenizer.ids(e.prompt)], e.prompt)
                    for e in capability_examples(cfg.world, d, data_seed)]
-        return RLPrompts(prompts, stage.rl, tokenizer.pad_id, tokenizer.vocab["."],
+        settings = stage.rl.model_copy(update={"max_new_tokens": cfg.answer_tokens(index)})
+        return RLPrompts(prompts, settings, tokenizer.pad_id, tokenizer.vocab["."],
                          lambda ids: [words[i] for i in ids], order_seed)
     ordered = False
     if isinstance(d, AlignmentData):

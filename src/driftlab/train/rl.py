@@ -86,6 +86,8 @@ class RLPrompts:
     def __init__(self, prompts: list[tuple[list[int], list[str]]], settings: RLSettings, pad: int, stop: int,
                  decode: Callable[[list[int]], list[str]], seed: int):
         self.prompts, self.settings, self.pad, self.stop, self.decode = prompts, settings, pad, stop, decode
+        # answer tokens sampled: as configured, else the longest correct answer among the prompts
+        self.max_new_tokens = settings.max_new_tokens or max(len(answer_words(sum(parse_task(w)))) for _, w in prompts)
         self.order = SeededOrder(len(prompts), seed)
         self.seed = seed
         self.verifier = VERIFIERS.get(settings.verifier)
@@ -110,7 +112,7 @@ class RLPrompts:
         chosen = [self.prompts[self.order(i)] for i in range(start, start + size)]
         prompts = [p for p, _ in chosen for _ in range(g)]
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "rl-sample", start) % 2**63)
-        answers = sample(self.policy, prompts, self.settings.max_new_tokens, self.settings.temperature,
+        answers = sample(self.policy, prompts, self.max_new_tokens, self.settings.temperature,
                          self.stop, gen)
         rewards, correct = [], []
         for (_, words), ans in zip([c for c in chosen for _ in range(g)], answers):

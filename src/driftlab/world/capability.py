@@ -25,6 +25,11 @@ def answer_words(total: int) -> list[str]:
     return [*reversed(digits(total)), "."]
 
 
+def longest_answer(level: int) -> int:
+    """Words in the longest answer at ``level``: the largest sum's digits, then the full stop."""
+    return len(answer_words(2 * (10**level - 1)))
+
+
 def parse_task(prompt: list[str]) -> tuple[int, int]:
     """Inverse of the prompt of ``arithmetic_task``."""
     if len(prompt) < 6 or prompt[:2] != ["task", ":"] or prompt[-1] != "=" or "+" not in prompt:
