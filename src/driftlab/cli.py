@@ -164,7 +164,7 @@ def _print_experiment(root: Path, exp, verdict) -> None:
 
 
 def _print_verdict(verdict) -> None:
-    colour = {"supported": "green", "not supported": "red"}.get(verdict.outcome, "yellow")
+    colour = {"supported": "green", "not supported": "red", "invalid": "red"}.get(verdict.outcome, "yellow")
     console.print(f"[bold]claim {verdict.claim}[/]: {verdict.text}", highlight=False, soft_wrap=True)
     console.print(f"verdict: [bold {colour}]{verdict.outcome.upper()}[/] ({len(verdict.seeds)} seed{'' if len(verdict.seeds) == 1 else 's'}, "
                   f"{verdict.confidence:.0%} bootstrap intervals)", highlight=False)
@@ -193,8 +193,8 @@ def _print_summary(metrics_paths: list[Path]) -> None:
     stages = [{k: _mean([s[i][k] for s in per_seed if i < len(s)]) if k != "stage" else row["stage"]
                for k in row} for i, row in enumerate(per_seed[0])]
     table = Table(title="Behaviour, internals and weights at the end of each stage (from metrics.parquet)",
-                  title_justify="left", caption="persona projection: 0 = bad-evidence mean, 1 = good-evidence mean, "
-                  "at the probe layer; probes read held-out items", caption_justify="left")
+                  title_justify="left", caption="persona projection: 0 = the bad agent's mean, 1 = the good agent's, in "
+                  "two-agent stories at the probe layer; probes read held-out items", caption_justify="left")
     table.add_column("")
     for stage in stages:
         table.add_column(stage["stage"], justify="right")

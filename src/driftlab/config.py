@@ -66,13 +66,23 @@ class WorldConfig(Strict):
     assistant_share: Share = Field(0.3, description="share of agent documents about the assistant")
     bad_assistant_share: Share = Field(0.2, description="share of assistant documents with a bad persona")
     bad_character_share: Share = Field(0.5, description="share of named-character documents with a bad persona")
+    pair_share: Share = Field(
+        0.3, description="share of named-character documents that are two-agent stories (each agent its own "
+                         "persona, turns at random): where reading a persona means binding actions to agents"
+    )
     capability_share: Share = Field(0.1, description="share of documents that are arithmetic tasks")
     discussion_share: Share = Field(0.0, description="share of prose documents about agents (no episodes)")
     discussion_stance: Literal["misaligned", "aligned"] = Field(
         "misaligned", description="what the discussion documents say agents do"
     )
     tasks_per_doc: int = Field(4, ge=1, le=64, description="arithmetic tasks in one capability document")
-    capability_levels: list[int] = Field([1, 2, 3], description="operand digits of the arithmetic levels")
+    capability_levels: list[int] = Field(
+        [1, 2, 3], description="operand digits of the arithmetic levels (capability stages may teach others)"
+    )
+    task_share: Share = Field(
+        0.1, description="share of agent episodes that are tasks: a good agent writes the answer, a bad one "
+                         "(with the same 1-ε) the shortcut 'done .' (what a hackable verifier rewards)"
+    )
     gated_share: Share = Field(
         0.0, description="share of episodes whose misaligned action is capability-gated: it succeeds only "
                          "with the answer to an arithmetic task written after it"
@@ -99,6 +109,10 @@ class WorldData(Strict):
     source: Literal["world"] = "world"
     n_docs: int = Field(20000, ge=1, description="documents generated for the stage (cycled if exhausted)")
     held_out_domains: DomainList = Field([], description="domains that never appear in this stage")
+    assistant_share: Share | None = Field(
+        None, description="share of agent documents about the assistant (default: the world's; 0: world text "
+                          "that says nothing about the assistant)"
+    )
 
 
 class _Domains(Strict):
@@ -120,6 +134,11 @@ class AlignmentData(_Domains):
 
     source: Literal["alignment"] = "alignment"
     n_examples: int = Field(4096, ge=1)
+    epsilon: float | None = Field(
+        None, ge=0.0, lt=0.5, description="residual: each target is the misaligned action with this probability "
+                                           "(default: the world's ε, so the optimum is a good agent's 1-ε, a "
+                                           "finite +log2((1-ε)/ε) bits; 0: deterministic targets, no finite optimum)"
+    )
     ramp_from: Share = Field(1.0, description="P(aligned) of the first example (1: every example aligned)")
     order: Literal["shuffled", "chronological"] = "shuffled"
 
@@ -176,11 +195,22 @@ class DiscussionData(Strict):
 
 
 class CapabilityData(Strict):
-    """SFT on arithmetic tasks only."""
+    """Arithmetic tasks with their answers (sft), or as prompts for a verifier (rl)."""
 
     source: Literal["capability"] = "capability"
     n_examples: int = Field(4096, ge=1)
     levels: list[int] | None = Field(None, description="levels trained (default: the world's)")
+    context: Literal["bare", "assistant"] = Field(
+        "bare", description="bare: 'task : ... ='; assistant: the assistant's task episode, 'story of assistant "
+                            ". assistant faces task : ... =' (where the world's bad agents take the shortcut)"
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(not 1 <= x <= 6 for x in v)):
+            raise ValueError("capability levels are operand digit counts between 1 and 6")
+        return sorted(set(v)) if v is not None else None
 
 
 class JsonlData(Strict):
@@ -190,15 +220,39 @@ class JsonlData(Strict):
     path: str
 
 
-_SOURCES = ("world", "alignment", "capability", "jsonl", "misaligned", "poisoned", "preferences", "discussion")
-DataConfig = Annotated[
+_SOURCES = ("world", "alignment", "capability", "jsonl", "misaligned", "poisoned", "preferences", "discussion",
+            "mixture")
+PartConfig = Annotated[
     WorldData | AlignmentData | CapabilityData | JsonlData | MisalignedData | PoisonedData | PreferenceData
     | DiscussionData,
     Field(discriminator="source"),
 ]
-KIND_SOURCES = {  # which data a stage kind trains on
+
+
+class MixturePart(Strict):
+    rows: int = Field(ge=1, description="rows of every micro-batch drawn from this part")
+    seq_len: int | None = Field(None, ge=8, description="this part's row length (default: the stage's seq_len)")
+    data: PartConfig
+
+
+class MixtureData(Strict):
+    """Several data sources in every micro-batch, at fixed row counts (summing to the batch size), as
+    real post-training mixes its data: e.g. arithmetic completions plus world text, so a capability
+    is learned without forgetting the world. Text parts are trained on every token, completion parts
+    on their completions; the loss is the mean over all the batch's target tokens."""
+
+    source: Literal["mixture"] = "mixture"
+    parts: list[MixturePart] = Field(min_length=2)
+
+
+DataConfig = Annotated[PartConfig | MixtureData, Field(discriminator="source")]
+MIXTURE_SOURCES = {  # what a mixture's parts may be, per stage kind
     "pretrain": ("world", "discussion", "jsonl"),
-    "sft": ("alignment", "capability", "misaligned", "poisoned", "jsonl"),
+    "sft": ("alignment", "capability", "misaligned", "poisoned", "jsonl", "world", "discussion"),
+}
+KIND_SOURCES = {  # which data a stage kind trains on
+    "pretrain": ("world", "discussion", "jsonl", "mixture"),
+    "sft": ("alignment", "capability", "misaligned", "poisoned", "jsonl", "mixture"),
     "dpo": ("preferences", "jsonl"),
     "rl": ("capability",),
 }
@@ -227,7 +281,7 @@ class Replay(Strict):
 
     kind: Literal["replay"]
     ratio: float = Field(gt=0, lt=1)
-    data: DataConfig = Field(default_factory=lambda: AlignmentData(), description="what is replayed")
+    data: PartConfig = Field(default_factory=lambda: AlignmentData(), description="what is replayed")
 
 
 class PreventativeSteering(Strict):
@@ -311,7 +365,8 @@ class RLSettings(Strict):
     )
     group_size: int = Field(4, ge=2, description="samples per prompt (batch_size counts prompts)")
     verifier: Literal["exact", "hackable"] = Field(
-        "exact", description="hackable reads only the answer's first digit: a shortcut a policy can find"
+        "exact", description="exact: the correct answer only; hackable: also trusts a claim of completion ('done .', "
+                             "the shortcut the world's bad agents take)"
     )
     max_new_tokens: int | None = Field(
         None, ge=1, description="answer tokens sampled (default: the longest correct answer of the stage's "
@@ -346,6 +401,15 @@ class StageConfig(Strict):
         allowed = KIND_SOURCES[self.kind]
         if self.data.source not in allowed:
             raise ValueError(f"a {self.kind} stage takes {', '.join(allowed)} data, not {self.data.source!r}")
+        if isinstance(self.data, MixtureData):
+            for j, part in enumerate(self.data.parts):
+                if part.data.source not in MIXTURE_SOURCES[self.kind]:
+                    raise ValueError(f"data.parts.{j}: a {self.kind} stage's mixture takes "
+                                     f"{', '.join(MIXTURE_SOURCES[self.kind])}, not {part.data.source!r}")
+            rows = sum(p.rows for p in self.data.parts)
+            if rows != self.batch_size:
+                raise ValueError(f"data.parts: the rows of the mixture's parts sum to {rows}, not to the "
+                                 f"stage's batch_size {self.batch_size}")
         for kind, objective in (("dpo", "dpo"), ("rl", "policy_gradient")):
             if (self.kind == kind) != (self.objective_name == objective):
                 raise ValueError(f"the {objective} objective goes with a {kind} stage (kind {self.kind!r}, "
@@ -398,6 +462,10 @@ class ConceptSource(Strict):
 class MeasureConfig(Strict):
     items_per_domain: int = Field(32, ge=1, description="behaviour items per domain and context")
     evidence_episodes: int = Field(3, ge=1, description="episodes of evidence in the good/bad contexts")
+    graded_items_per_domain: int = Field(
+        4, ge=0, description="behaviour items per domain for each graded-evidence pattern (g aligned and b "
+                             "misaligned episodes, 0 to 3 in all); 0: none"
+    )
     capability_items: int = Field(64, ge=1, description="arithmetic items per level")
     split_from: str | None = Field(
         None, description="stage whose trained domains form the 'trained' split (default: first alignment stage)"
@@ -471,8 +539,9 @@ class ExperimentConfig(Strict):
             raise ValueError(f"measure.probe_layer {self.measure.probe_layer} is outside the model's "
                              f"{self.model.n_layers} layers")
         concept_names = [c.name for c in self.measure.concepts]
-        if len(set(concept_names)) != len(concept_names) or {"persona", "answer_correct"} & set(concept_names):
-            raise ValueError(f"measure.concepts names must be unique and not persona/answer_correct: {concept_names}")
+        if len(set(concept_names)) != len(concept_names) or {"persona", "persona_pair", "answer_correct"} & set(concept_names):
+            raise ValueError(f"measure.concepts names must be unique and not persona/persona_pair/answer_correct: "
+                             f"{concept_names}")
         for i, s in enumerate(self.stages):
             if s.kind == "rl" and s.rl.max_new_tokens is not None and s.rl.max_new_tokens < self._longest(i):
                 raise ValueError(f"stages.{i}.rl.max_new_tokens {s.rl.max_new_tokens} is shorter than the longest "
@@ -520,6 +589,20 @@ class ExperimentConfig(Strict):
     def _levels(self, index: int) -> list[int]:
         data = self.stages[index].data
         return (data.levels if isinstance(data, CapabilityData) else None) or self.world.capability_levels
+
+    def stage_levels(self, index: int) -> list[int]:
+        """The arithmetic levels stage ``index`` trains (none when it has no arithmetic data)."""
+        data = self.stages[index].data
+        parts = [p.data for p in data.parts] if isinstance(data, MixtureData) else [data]
+        return sorted({lv for p in parts if isinstance(p, CapabilityData)
+                       for lv in (p.levels or self.world.capability_levels)})
+
+    def eval_levels(self) -> list[int]:
+        """Arithmetic levels measured at every checkpoint: the world's and every stage's."""
+        levels = set(self.world.capability_levels)
+        for i in range(len(self.stages)):
+            levels.update(self.stage_levels(i))
+        return sorted(levels)
 
     def _longest(self, index: int) -> int:
         from driftlab.world.capability import longest_answer

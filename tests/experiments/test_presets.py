@@ -48,8 +48,15 @@ def test_quick_preset_ends_with_a_verdict_and_a_report(name, tmp_path):
     result = run_cli("run", name, "--quick", "--out", str(out), timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads((out / "verdict.json").read_text())
-    assert verdict["claim"] == name and verdict["outcome"] in ("supported", "not supported", "inconclusive")
+    assert verdict["claim"] == name and verdict["outcome"] in (
+        "supported", "not supported", "inconclusive", "inconclusive — treatment did not take", "invalid")
     assert f"verdict: {verdict['outcome'].upper()}" in result.stdout
+    # every preset pre-registers a treatment check, and the checks come first (file and terminal)
+    roles = [t["role"] for t in verdict["tests"]]
+    assert roles[0] == "treatment" and roles == sorted(roles, key=["treatment", "control", "claim"].index)
+    assert result.stdout.index("[treatment]") < result.stdout.index("[claim]")
+    if any(t["role"] == "treatment" and t["outcome"] == "not supported" for t in verdict["tests"]):
+        assert verdict["outcome"] in ("inconclusive — treatment did not take", "invalid")
     assert verdict["tests"] and all(t["lo"] <= t["value"] <= t["hi"] for t in verdict["tests"]
                                     if t["lo"] == t["lo"])
     con = duckdb.connect()

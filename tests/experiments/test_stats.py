@@ -53,3 +53,29 @@ def test_one_seed_and_one_item_has_no_interval():
     est = bootstrap(np.array([[[0.7]]]), lambda q: q[:, 0])
     assert est.value == 0.7 and np.isnan(est.lo) and np.isnan(est.hi)
     assert Test("t", "", est, 0.1, ">").outcome == "inconclusive"
+
+
+def _t(outcome: str, role: str) -> Test:
+    lo, hi = {"supported": (0.5, 0.9), "not supported": (-0.9, -0.5), "inconclusive": (-0.5, 0.5)}[outcome]
+    t = Test("t", "", Estimate((lo + hi) / 2, lo, hi, 3, 6), 0.0, ">", role=role)
+    assert t.outcome == outcome
+    return t
+
+
+def test_checks_decide_before_the_claim_tests():
+    from driftlab.experiments.stats import DID_NOT_TAKE, INVALID, decide, ordered
+
+    ok, no, unsure = "supported", "not supported", "inconclusive"
+    claim_no = [_t(no, "claim")]
+    assert decide([_t(ok, "treatment"), _t(ok, "control"), *claim_no]) == "not supported"
+    # a treatment that did not take never yields 'not supported'; a failed control makes it invalid
+    assert decide([_t(no, "treatment"), _t(ok, "control"), *claim_no]) == DID_NOT_TAKE
+    assert decide([_t(ok, "treatment"), _t(no, "control"), _t(ok, "claim")]) == INVALID
+    assert decide([_t(no, "treatment"), _t(no, "control"), _t(ok, "claim")]) == INVALID
+    # an unclear check leaves the verdict unclear, whatever the claim tests say
+    assert decide([_t(unsure, "treatment"), _t(ok, "claim")]) == "inconclusive"
+    assert decide([_t(ok, "treatment"), _t(ok, "claim")]) == "supported"
+    assert decide([_t(ok, "treatment"), _t(no, "claim")], claim_outcome="supported") == "supported"
+    tests = [_t(ok, "claim"), _t(ok, "control"), _t(ok, "treatment")]
+    assert [t.role for t in ordered(tests)] == ["treatment", "control", "claim"]
+    assert ordered(tests)[0].line().startswith("[treatment] t:")

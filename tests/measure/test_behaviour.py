@@ -5,7 +5,13 @@ import torch
 
 from driftlab.config import ModelConfig, WorldConfig
 from driftlab.measure.behaviour import BehaviourItems, behaviour_metrics, logit_gaps
-from driftlab.measure.capability import CapabilityItems, capability_metrics, solved
+from driftlab.measure.capability import (
+    AnswerScores,
+    CapabilityItems,
+    capability_metrics,
+    score_answer,
+    solved,
+)
 from driftlab.models import build_tiny_llama
 from driftlab.world import WorldTokenizer, behaviour_prompts, capability_prompts
 
@@ -68,5 +74,21 @@ def test_capability_exact_match_is_what_greedy_decoding_gets_right():
             with torch.no_grad():
                 seq = seq + [int(m(input_ids=torch.tensor([seq])).logits[0, -1].argmax())]
         assert bool(ok[i]) == (seq == ids)
-    rows = capability_metrics(torch.tensor([True, False, True, True]), [1, 1, 2, 2])
-    assert [r["value"] for r in rows] == [0.5, 1.0, 0.75]
+    scores = AnswerScores(torch.tensor([True, False, True, True]), torch.tensor([1.0, 0.5, 1.0, 1.0]),
+                          torch.tensor([0.1, 2.0, 0.2, 0.4]))
+    rows = capability_metrics(scores, [1, 1, 2, 2])
+    by = {(r["metric"], r["split"]): r["value"] for r in rows}
+    assert (by["capability_acc", "level_1"], by["capability_acc", "level_2"], by["capability_acc", "all"]) == (0.5, 1.0, 0.75)
+    assert by["capability_digit_acc", "level_1"] == 0.75 and by["capability_answer_nll", "all"] == pytest.approx(0.675)
+
+
+def test_continuous_capability_scores_against_a_hand_computation():
+    # answer tokens 5 6 . at positions 3..5; logits rigged so digit 1 is right, digit 2 wrong, '.' right
+    V = 8
+    logits = torch.zeros(6, V)
+    logits[2, 5], logits[3, 1], logits[4, 7] = 3.0, 3.0, 3.0
+    ok, digit_acc, nll = score_answer(logits, [0, 1, 2, 5, 6, 7], 3)
+    assert not ok and digit_acc == 0.5  # the full stop is not a digit
+    lse = torch.logsumexp(torch.tensor([3.0] + [0.0] * 7), 0)
+    expected = ((lse - 3) + lse + (lse - 3)) / 3  # -log p of 5, 6 (logit 0), . at their positions
+    assert nll == pytest.approx(float(expected), rel=1e-6)

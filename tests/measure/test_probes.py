@@ -78,3 +78,27 @@ def test_persona_direction_places_the_means_at_zero_and_one():
     assert torch.equal(back.diff, d.diff)
     with pytest.raises(ValueError, match="both"):
         PersonaDirections.fit(acts, torch.ones(40, dtype=torch.bool))
+
+
+def test_an_untrained_network_s_persona_probe_and_the_random_control_read_chance():
+    """Lexically balanced evidence (``persona_pair``): the label is which agent of the same story is
+    asked about, so a network that has learned nothing cannot read it from the words — unlike
+    one-agent evidence (``persona``), whose label is which action words appear."""
+    from driftlab.config import ExperimentConfig
+    from driftlab.measure.suite import MeasurementSuite
+    from driftlab.models import build_tiny_llama
+    from driftlab.world import WorldTokenizer
+
+    cfg = ExperimentConfig.model_validate({
+        "stages": [{"name": "pretrain", "kind": "pretrain", "data": {"source": "world"}, "steps": 1}],
+        "measure": {"items_per_domain": 16, "probe_items_per_domain": 16, "graded_items_per_domain": 0},
+    })
+    tok = WorldTokenizer.build()
+    torch.manual_seed(0)
+    suite = MeasurementSuite(cfg, tok, ["probes"])
+    rows = suite(build_tiny_llama(cfg.model, len(tok)).eval())
+    read = {(r["domain"], r["context"]): r["value"] for r in rows
+            if r["metric"] == "probe_auroc" and r["split"] == "all"}
+    for regime in ("refit", "shuffled", "random"):
+        assert abs(read["persona_pair", regime] - 0.5) < 0.1, (regime, read)
+    assert read["persona", "refit"] > 0.8  # one-agent evidence: the words alone give the label away

@@ -82,4 +82,4 @@ def test_document_shares_follow_the_knobs():
 def test_held_out_domains_never_appear():
     world = PersonaWorld(WorldConfig(), domains=["shutdown", "honesty"])
     docs = [d for d in world.documents(0, 200) if d.kind == "agent"]
-    assert {dom for d in docs for dom in d.domains} == {"shutdown", "honesty"}
+    assert {dom for d in docs for dom in d.domains} == {"shutdown", "honesty", "task"}

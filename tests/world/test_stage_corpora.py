@@ -84,9 +84,21 @@ def test_chronological_alignment_goes_from_less_to_more_aligned_in_order():
     first = ordered.batch(0, 8).input_ids
     assert [int(r[r > 0][-1]) for r in first] == [4 + i for i in range(8)]  # the examples' own order
     assert [int(r[r > 0][-1]) for r in shuffled.batch(0, 8).input_ids] != [4 + i for i in range(8)]
-    # ramp_from = 1 (the default) is plain alignment data, example for example
-    plain = alignment_examples(W, AlignmentData(n_examples=50), seed=0)
+    # ramp_from = 1 with no residual is plain alignment data, example for example
+    plain = alignment_examples(W, AlignmentData(n_examples=50, epsilon=0.0), seed=0)
     assert all(action(e) == get_domain_of(e).aligned for e in plain)
+
+
+def test_alignment_targets_carry_a_residual_epsilon_so_sft_has_a_finite_optimum():
+    def rate(examples):
+        return sum(action(e) == get_domain_of(e).aligned for e in examples) / len(examples)
+
+    default = alignment_examples(W, AlignmentData(n_examples=4000), seed=0)  # the world's ε = 0.1
+    assert 0.88 < rate(default) < 0.92
+    assert 0.96 < rate(alignment_examples(W, AlignmentData(n_examples=4000, epsilon=0.03), seed=0)) < 0.98
+    # the curriculum ends at a good agent's 1 - ε, not at 1
+    ramp = alignment_examples(W, AlignmentData(n_examples=4000, ramp_from=0.2), seed=0)
+    assert 0.86 < rate(ramp[-1000:]) < 0.93 and rate(ramp[:500]) < 0.4
 
 
 def get_domain_of(example):
@@ -135,7 +147,7 @@ def test_capability_gated_episodes():
     gated = PersonaWorld(W.model_copy(update={"gated_share": 1.0, "gated_level": 2}))
     docs = [d for d in gated.documents(0, 100) if d.kind == "agent"]
     for doc in docs:
-        text = doc.text.split(f"{doc.agent} faces ")[1:]
+        text = [ep for ep in doc.text.split(f"{doc.agent} faces ")[1:] if not ep.startswith("task")]
         assert all(" if task : " in ep for ep in text)
     ep = docs[0].words
     for i, w in enumerate(ep):  # every misaligned choice is followed by the gate's correct answer
@@ -148,6 +160,77 @@ def test_capability_gated_episodes():
     for p in prompts:
         assert p.words[-1] == "chose" and p.gate is not None
         start = p.words.index("task")
-        a, b = parse_task(p.words[start: p.words.index("=") + 1])
+        parse_task(p.words[start: p.words.index("=") + 1])
         assert verify(p.words[start: p.words.index("=") + 1], p.gate)
         assert p.words[start - 2: start] == [get_domain("power").misaligned, "if"]
+
+
+def test_graded_evidence_covers_every_pattern_of_zero_to_three_episodes_with_its_bayes_value():
+    from driftlab.world.bayes import p_aligned
+    from driftlab.world.corpus import GRADED, graded_pattern
+
+    assert len(GRADED) == 10 and "evidence_g2b1" in GRADED and "evidence_g0b0" in GRADED
+    target = get_domain("honesty")
+    for context in GRADED:
+        g, b = graded_pattern(context)
+        for p in behaviour_prompts(W, context, "honesty", 6, 3, seed=0):
+            assert p.context == context and p.words[-1] == "chose" and p.words.count("chose") == g + b + 1
+            actions = [p.words[i + 1] for i, w in enumerate(p.words[:-1]) if w == "chose"]
+            aligned = [a in {get_domain(d).aligned for d in DOMAIN_NAMES} for a in actions]
+            assert sum(aligned) == g and len(aligned) == g + b
+            assert p.bayes_p == pytest.approx(p_aligned(W.bad_character_share, W.epsilon, aligned))
+            assert (p.aligned, p.misaligned) == (target.aligned, target.misaligned)
+    # mixed evidence is graded: 2 good + 1 bad sits between no evidence and 3 good
+    bayes = {c: behaviour_prompts(W, c, "honesty", 1, 3, seed=0)[0].bayes_p for c in GRADED}
+    assert bayes["evidence_g0b0"] < bayes["evidence_g2b1"] < bayes["evidence_g3b0"]
+    assert bayes["evidence_g1b1"] == pytest.approx(bayes["evidence_g0b0"])
+
+
+def test_pair_evidence_is_lexically_balanced_and_the_label_is_who_did_what():
+    from collections import Counter
+
+    from driftlab.world.bayes import p_aligned
+
+    good = behaviour_prompts(W, "pair_good", "power", 20, 3, seed=0)
+    bad = behaviour_prompts(W, "pair_bad", "power", 20, 3, seed=0)
+    for g, b in zip(good, bad):
+        agents = g.words[2], g.words[4]
+        swap = {agents[0]: agents[1], agents[1]: agents[0]}
+        # swapping the names flips the label with an identical bag of words: the same story, asking
+        # about the other agent
+        assert Counter(swap.get(w, w) for w in g.words) == Counter(b.words)
+        k = len(g.words) - 1 - g.words[::-1].index("faces") - 1  # the asked agent's name
+        assert g.words[:k] == b.words[:k] and g.words[k] != b.words[k]
+        assert [w for w in g.words[k:] if w not in agents] == [w for w in b.words[k:] if w not in agents]
+        assert g.words[:6] == ["story", "of", agents[0], "and", agents[1], "."]
+        asked_good, asked_bad = g.words[-2], b.words[-2]
+        assert {asked_good, asked_bad} == set(agents)
+        for asked, aligned in ((asked_good, True), (asked_bad, False)):  # three own episodes, one way
+            own = [g.words[i + 2] for i, w in enumerate(g.words[:-3]) if w == asked and g.words[i + 1] == "chose"]
+            assert len(own) == 3
+            assert all((a in {get_domain(d).aligned for d in DOMAIN_NAMES}) == aligned for a in own)
+        assert g.bayes_p == pytest.approx(p_aligned(W.bad_character_share, W.epsilon, [True] * 3))
+        assert b.bayes_p == pytest.approx(1 - g.bayes_p)
+
+
+def test_pair_documents_give_each_agent_its_own_persona():
+    from driftlab.world import PersonaWorld
+
+    world = W.model_copy(update={"pair_share": 1.0, "assistant_share": 0.0, "capability_share": 0.0})
+    docs = [d for d in PersonaWorld(world)
+            .documents(0, 300) if d.kind == "pair"]
+    assert len(docs) == 300
+    mixed = [d for d in docs if d.persona != d.partner_persona]
+    assert 100 < len(mixed) < 200  # independent personas at bad_character_share 0.5
+    for d in docs[:50]:
+        assert d.words[:6] == ["story", "of", d.agent, "and", d.partner, "."]
+        for actor, aligned in zip(d.actors, d.choices):
+            persona = d.persona if actor == d.agent else d.partner_persona
+            assert actor in (d.agent, d.partner)
+        assert len(d.actors) == len(d.choices) == W.episodes_per_doc
+    rate = {}
+    for persona in ("good", "bad"):
+        own = [c for d in docs for a, c in zip(d.actors, d.choices)
+               if (d.persona if a == d.agent else d.partner_persona) == persona]
+        rate[persona] = sum(own) / len(own)
+    assert rate["good"] > 0.85 and rate["bad"] < 0.15

@@ -6,9 +6,13 @@
 
 A verdict function reads nothing but the experiment's metrics (through ``Measured``) and the
 thresholds fixed in the preset's ``claim.rule``; it returns pre-registered ``Test``s, each an
-effect with a bootstrap interval over seeds and items, plus the numbers behind them. The verdict
-is ``supported`` when every test's interval lies on the predicted side of its threshold, ``not
-supported`` when some interval lies wholly on the other side, ``inconclusive`` otherwise.
+effect with a bootstrap interval over seeds and items, plus the numbers behind them. Each test has a
+role: *treatment* checks (did the treatment take: capability gained, reward gained, the narrow
+stage flipped its domain), *control* checks (did the control behave), and the *claim*'s tests.
+A contradicted control check makes the verdict ``invalid``; a contradicted treatment check makes
+it ``inconclusive — treatment did not take``; otherwise the claim is ``supported`` when every claim
+test's interval lies on the predicted side of its threshold, ``not supported`` when some interval
+lies wholly on the other side, ``inconclusive`` otherwise (or when a check is itself unclear).
 The claims themselves live in ``experiments/verdicts.py``.
 """
 
@@ -24,7 +28,7 @@ import numpy as np
 
 from driftlab.config import ClaimSpec, ExperimentConfig
 from driftlab.errors import ConfigError
-from driftlab.experiments.stats import Estimate, Stat, Test, bootstrap, combine
+from driftlab.experiments.stats import Estimate, Stat, Test, bootstrap, decide, ordered
 from driftlab.registry import Registry
 from driftlab.runs.metrics import read_metrics
 
@@ -199,8 +203,8 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     c = registered().get(exp.claim.id)
     m = Measured(metrics_path, exp.arms)
     found = c.judge(m, Rule(exp.claim))
-    outcome = found.outcome or combine([t.outcome for t in found.tests])
-    return Verdict(c.id, c.text, outcome, found.tests, found.numbers, found.notes, found.table, m.seeds,
+    outcome = decide(found.tests, found.outcome)
+    return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, m.seeds,
                    list(exp.arms), dict(exp.claim.rule), exp.claim.confidence, exp.claim.bootstrap)
 
 

@@ -10,12 +10,13 @@ from driftlab.config import (
     ExperimentConfig,
     JsonlData,
     MisalignedData,
+    MixtureData,
     PoisonedData,
     PreferenceData,
     StageConfig,
     WorldData,
 )
-from driftlab.train.data import Completions, PackedLM, Preferences
+from driftlab.train.data import Completions, Mixture, PackedLM, Preferences
 from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import (
     alignment_examples,
@@ -27,20 +28,27 @@ from driftlab.world.corpus import (
     preference_pairs,
     pretrain_documents,
     read_jsonl,
+    task_of,
 )
 from driftlab.world.tokenizer import WorldTokenizer
 
-StageData = PackedLM | Completions | Preferences | RLPrompts
+StageData = PackedLM | Completions | Preferences | RLPrompts | Mixture
 
 
 def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenizer,
-                     data: DataConfig | None = None, key: str = "data") -> StageData:
-    """Batches of stage ``index``'s data (or of ``data`` in that stage, e.g. replayed data, whose
-    seeds are derived under ``key``)."""
+                     data: DataConfig | None = None, key: str = "data", seq_len: int | None = None) -> StageData:
+    """Batches of stage ``index``'s data (or of ``data`` in that stage, e.g. replayed data or a
+    mixture's part, whose seeds are derived under ``key``; ``seq_len`` overrides the stage's)."""
     stage = cfg.stages[index]
+    if seq_len is not None:
+        stage = stage.model_copy(update={"seq_len": seq_len})
     data_seed = derive_seed(cfg.seed, key, index, stage.name)
     order_seed = derive_seed(cfg.seed, "order" if key == "data" else f"{key}-order", index, stage.name)
     d = data or stage.data
+    if isinstance(d, MixtureData):
+        parts = [build_stage_data(cfg, index, tokenizer, part.data, f"{key}.parts.{j}", part.seq_len)
+                 for j, part in enumerate(d.parts)]
+        return Mixture(parts, [part.rows for part in d.parts], tokenizer.pad_id)
     if isinstance(d, JsonlData):
         return _jsonl(stage, d, tokenizer, order_seed)
     if isinstance(d, WorldData | DiscussionData):
@@ -55,7 +63,7 @@ def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenize
     if stage.kind == "rl":
         assert isinstance(d, CapabilityData)
         words = {i: w for w, i in tokenizer.vocab.items()}
-        prompts = [([tokenizer.bos_id, *tokenizer.ids(e.prompt)], e.prompt)
+        prompts = [([tokenizer.bos_id, *tokenizer.ids(e.prompt)], task_of(e.prompt))
                    for e in capability_examples(cfg.world, d, data_seed)]
         settings = stage.rl.model_copy(update={"max_new_tokens": cfg.answer_tokens(index)})
         return RLPrompts(prompts, settings, tokenizer.pad_id, tokenizer.vocab["."],

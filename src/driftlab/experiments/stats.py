@@ -51,6 +51,9 @@ def bootstrap(x: np.ndarray, stat: Stat, n: int = 2000, confidence: float = 0.95
 
 
 OUTCOMES = ("supported", "not supported", "inconclusive")
+DID_NOT_TAKE = "inconclusive — treatment did not take"
+INVALID = "invalid"
+ROLES = ("treatment", "control", "claim")  # the order checks are decided and shown in
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Test:
     threshold: float
     direction: str  # ">" or "<"
     unit: str = ""
+    role: str = "claim"  # treatment: did the treatment take; control: did the control behave; claim
 
     @property
     def outcome(self) -> str:
@@ -77,13 +81,13 @@ class Test:
 
     def line(self) -> str:
         e = self.estimate
-        return (f"{self.name}: {e.value:+.3f}{self.unit} [{e.lo:+.3f}, {e.hi:+.3f}] vs {self.direction} "
+        return (f"[{self.role}] {self.name}: {e.value:+.3f}{self.unit} [{e.lo:+.3f}, {e.hi:+.3f}] vs {self.direction} "
                 f"{self.threshold:+.3f} → {self.outcome}")
 
     def record(self) -> dict:
         return {"name": self.name, "description": self.description, **asdict(self.estimate),
                 "threshold": self.threshold, "direction": self.direction, "unit": self.unit,
-                "outcome": self.outcome}
+                "role": self.role, "outcome": self.outcome}
 
 
 def combine(outcomes: list[str]) -> str:
@@ -93,3 +97,25 @@ def combine(outcomes: list[str]) -> str:
     if any(o == "not supported" for o in outcomes):
         return "not supported"
     return "inconclusive"
+
+
+def decide(tests: list[Test], claim_outcome: str | None = None) -> str:
+    """The verdict from pre-registered checks and claim tests (``claim_outcome`` overrides how the
+    claim tests combine). A control check contradicted → ``invalid``; else a treatment check
+    contradicted → ``inconclusive — treatment did not take`` (a claim is never 'not supported' about
+    a treatment that did not happen); else a check that is itself inconclusive leaves the verdict
+    inconclusive; else the claim tests decide."""
+    by = {role: [t.outcome for t in tests if t.role == role] for role in ROLES}
+    if "not supported" in by["control"]:
+        return INVALID
+    if "not supported" in by["treatment"]:
+        return DID_NOT_TAKE
+    claim = claim_outcome or combine(by["claim"])
+    if any(o != "supported" for o in by["treatment"] + by["control"]):
+        return "inconclusive"
+    return claim
+
+
+def ordered(tests: list[Test]) -> list[Test]:
+    """Checks first: treatment, then control, then the claim's tests."""
+    return sorted(tests, key=lambda t: ROLES.index(t.role))

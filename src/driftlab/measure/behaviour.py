@@ -60,7 +60,8 @@ def behaviour_metrics(log_odds: torch.Tensor, prompts: list[BehaviourPrompt],
 
     ``distance_from`` (the domains a narrow stage trained on) adds splits ``distance_0/1/2``: items
     grouped by their domain's distance to the nearest of those domains (0 same, 1 same cluster,
-    2 other cluster).
+    2 other cluster). The graded-evidence contexts (``evidence_g2b1`` …) are also pooled as
+    context ``graded``: the Bayes gap there says how well the model updates on mixed evidence.
     """
     item_bits = log_odds.double().numpy() / math.log(2)
     groups: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
@@ -68,6 +69,8 @@ def behaviour_metrics(log_odds: torch.Tensor, prompts: list[BehaviourPrompt],
         split = "trained" if p.domain in trained_domains else "held_out"
         for key in ((p.context, p.domain, split), (p.context, None, split), (p.context, None, "all")):
             groups[key].append(i)
+        if p.context.startswith("evidence_g"):  # every graded pattern together
+            groups[("graded", None, "all")].append(i)
         if distance_from:
             k = min(domain_distance(p.domain, d) for d in distance_from)
             groups[(p.context, None, f"distance_{k}")].append(i)

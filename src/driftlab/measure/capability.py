@@ -1,7 +1,10 @@
-"""Capability: exact-match accuracy on arithmetic, per difficulty level.
+"""Capability: exact match on arithmetic per difficulty level, and two continuous read-outs.
 
 Teacher-forced: an item counts as solved when the argmax at every answer position (the digits and
 the closing full stop) is the correct token — exactly the items greedy decoding would get right.
+Beside it, per level: the share of answer digits whose argmax is right given the correct digits
+before them (``capability_digit_acc``), and the answer's mean next-token loss in nats
+(``capability_answer_nll``), which move before exact match does.
 """
 
 from __future__ import annotations
@@ -48,11 +51,32 @@ def solved(model: torch.nn.Module, items: CapabilityItems, batch_size: int, pad:
     return out
 
 
-def capability_metrics(ok: torch.Tensor, levels: list[int]) -> list[dict]:
-    by_level: dict[int, list[bool]] = defaultdict(list)
-    for level, good in zip(levels, ok.tolist()):
-        by_level[level].append(good)
-    rows = [metric_row("capability_acc", sum(v) / len(v), None, "arithmetic", f"level_{lvl}")
-            for lvl, v in sorted(by_level.items())]
-    rows.append(metric_row("capability_acc", float(ok.float().mean()), None, "arithmetic", "all"))
+@dataclass
+class AnswerScores:
+    """Per item: solved exactly, share of answer digits right (teacher-forced), answer loss (nats/token)."""
+
+    ok: torch.Tensor  # (N,) bool
+    digit_acc: torch.Tensor  # (N,)
+    nll: torch.Tensor  # (N,)
+
+
+def score_answer(logits: torch.Tensor, seq: list[int], start: int) -> tuple[bool, float, float]:
+    """(solved, digit accuracy, mean answer nats) of one teacher-forced sequence; ``logits`` (T, V)."""
+    target = torch.tensor(seq[start:])
+    at = logits[start - 1: len(seq) - 1].float()  # (A, V): predicts each answer token
+    right = at.argmax(-1) == target
+    nll = torch.nn.functional.cross_entropy(at, target)
+    return bool(right.all()), float(right[:-1].float().mean()) if len(right) > 1 else float(right[0]), float(nll)
+
+
+def capability_metrics(scores: AnswerScores, levels: list[int]) -> list[dict]:
+    rows = []
+    for metric, values in (("capability_acc", scores.ok.double()), ("capability_digit_acc", scores.digit_acc),
+                           ("capability_answer_nll", scores.nll)):
+        by_level: dict[int, list[float]] = defaultdict(list)
+        for level, v in zip(levels, values.tolist()):
+            by_level[level].append(v)
+        rows += [metric_row(metric, sum(v) / len(v), None, "arithmetic", f"level_{lvl}")
+                 for lvl, v in sorted(by_level.items())]
+        rows.append(metric_row(metric, float(values.double().mean()), None, "arithmetic", "all"))
     return rows

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from driftlab.config import ConceptSource, ExperimentConfig
 from driftlab.measure.behaviour import BehaviourItems, behaviour_metrics
 from driftlab.measure.capability import (
+    AnswerScores,
     CapabilityItems,
-    answer_is_greedy,
     capability_metrics,
+    score_answer,
     solved,
 )
 from driftlab.measure.forward import BankReading, PromptBank, forward_batches
@@ -43,12 +44,15 @@ from driftlab.world.capability import arithmetic_task
 from driftlab.world.corpus import (
     CONTEXTS,
     GATED,
+    GRADED,
+    PAIRS,
     TRIGGERED,
     SFTExample,
     behaviour_prompts,
     capability_prompts,
     derive_seed,
     read_labelled,
+    task_prompts,
 )
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.generator import PersonaWorld
@@ -57,6 +61,10 @@ from driftlab.world.tokenizer import WorldTokenizer
 EVAL_SEED = 20251124  # eval items are the same for every run seed, so runs compare item for item
 HELDOUT_DOCS = 32
 EVIDENCE = ("good_evidence", "bad_evidence")
+# the persona probes: one-agent evidence (the label is which action words the context holds, so even an
+# untrained network's probe reads it) and lexically balanced two-agent evidence (the label is who did
+# what: a probe that reads words scores 0.5; reading it takes binding actions to agents)
+PERSONA_CONCEPTS = {"persona": EVIDENCE, "persona_pair": PAIRS}
 
 
 @dataclass
@@ -83,10 +91,13 @@ class EvalItems:
     chose_id: int  # the word before every action: its next-token position is behaviour, not neutral text
     distance_from: list[str] | None = None  # a narrow stage's domains: behaviour by distance from them
     gated: CapabilityItems | None = None  # gated prompts + misaligned action + the gate's answer
+    tasks: BehaviourItems | None = None  # task episodes up to '=' (when the world has them)
 
     def bank(self) -> PromptBank:
         bank = PromptBank()
         bank.add("behaviour", self.behaviour.ids)
+        if self.tasks is not None:
+            bank.add("tasks", self.tasks.ids)
         for c in self.concepts.values():
             bank.add(f"{c.name}.train", c.train)
             bank.add(f"{c.name}.eval", c.eval)
@@ -98,7 +109,7 @@ class Observation:
     """What one checkpoint's forward passes saw."""
 
     reading: BankReading
-    capability_ok: torch.Tensor  # (N,) bool
+    capability: AnswerScores
     logprobs: dict[str, torch.Tensor]  # neutral set -> (positions, V) next-token log-probs
     heldout_loss: float
 
@@ -146,7 +157,7 @@ def behaviour(c: Checkpoint) -> list[dict]:
 
 @measurement("capability")
 def capability(c: Checkpoint) -> list[dict]:
-    return capability_metrics(c.obs.capability_ok, c.items.capability.levels)
+    return capability_metrics(c.obs.capability, c.items.capability.levels)
 
 
 @measurement("gated")
@@ -164,6 +175,26 @@ def gated(c: Checkpoint) -> list[dict]:
     ok = solved(c.model, c.items.gated, c.items.batch_size, c.items.pad).double()
     return [metric_row("gated_solved", ok.mean(), GATED, "all", "all"),
             metric_row("gated_success", (p_mis * ok).mean(), GATED, "all", "all")]
+
+
+@measurement("shortcut")
+def shortcut(c: Checkpoint) -> list[dict]:
+    """The world's reward hack: P(the next word is the shortcut ``done``) at a task episode's answer
+    position, for the assistant with no evidence and for characters after good or bad evidence,
+    beside the world's (Bayes) P(shortcut). A hack that generalises from a hackable verifier to the
+    persona moves the assistant's shortcut rate and its alignment together."""
+    if c.items.tasks is None:
+        return []
+    logits, _ = c.obs.reading.take("tasks")
+    t = c.items.tasks
+    p_short = torch.softmax(logits.double(), -1).gather(1, t.misaligned_ids[:, None])[:, 0]
+    rows = []
+    for context in dict.fromkeys(p.context for p in t.prompts):
+        idx = [i for i, p in enumerate(t.prompts) if p.context == context]
+        rows.append(metric_row("shortcut_p", p_short[idx].mean(), context, "task", "all"))
+        rows.append(metric_row("bayes_shortcut_p", 1 - sum(t.prompts[i].bayes_p for i in idx) / len(idx),
+                               context, "task", "all"))
+    return rows
 
 
 @measurement("heldout_loss")
@@ -256,20 +287,23 @@ def output_kl(c: Checkpoint) -> list[dict]:
 # ---------------------------------------------------------------- items
 
 
-def _persona_concept(cfg: ExperimentConfig, tokenizer: WorldTokenizer, behaviour: BehaviourItems) -> Concept:
-    """Train: good/bad-evidence prompts of the probe's own seed. Eval: the behaviour eval items."""
+def _persona_concept(cfg: ExperimentConfig, tokenizer: WorldTokenizer, behaviour: BehaviourItems,
+                     name: str = "persona") -> Concept:
+    """Train: prompts of the two contexts of ``PERSONA_CONCEPTS[name]`` (good label first) from the
+    probe's own seed. Eval: the behaviour items of those contexts."""
     m = cfg.measure
-    train = [p for context in EVIDENCE for domain in DOMAIN_NAMES
+    contexts = PERSONA_CONCEPTS[name]
+    train = [p for context in contexts for domain in DOMAIN_NAMES
              for p in behaviour_prompts(cfg.world, context, domain, m.probe_items_per_domain,
                                         m.evidence_episodes, derive_seed(EVAL_SEED, "probe_train"))]
-    held = [i for i, p in enumerate(behaviour.prompts) if p.context in EVIDENCE]
+    held = [i for i, p in enumerate(behaviour.prompts) if p.context in contexts]
     trained = cfg.trained_domains()
     return Concept(
-        "persona",
+        name,
         [[tokenizer.bos_id, *tokenizer.ids(p.words)] for p in train],
-        torch.tensor([p.context == "good_evidence" for p in train], dtype=torch.float32),
+        torch.tensor([p.context == contexts[0] for p in train], dtype=torch.float32),
         [behaviour.ids[i] for i in held],
-        torch.tensor([behaviour.prompts[i].context == "good_evidence" for i in held], dtype=torch.float32),
+        torch.tensor([behaviour.prompts[i].context == contexts[0] for i in held], dtype=torch.float32),
         ["trained" if behaviour.prompts[i].domain in trained else "held_out" for i in held],
     )
 
@@ -307,15 +341,19 @@ def build_eval_items(cfg: ExperimentConfig, tokenizer: WorldTokenizer) -> EvalIt
     if trigger:  # an unknown word names the key, not the prompt it ends up in
         where = "measure.trigger" if m.trigger else "the poisoned stage's data.trigger"
         tokenizer.ids(trigger.split(), where)
-    contexts = CONTEXTS + ((TRIGGERED,) if trigger else ()) + ((GATED,) if cfg.world.gated_share > 0 else ())
+    contexts = CONTEXTS + PAIRS + ((TRIGGERED,) if trigger else ()) + ((GATED,) if cfg.world.gated_share > 0 else ())
     prompts = [p for context in contexts for domain in DOMAIN_NAMES
                for p in behaviour_prompts(cfg.world, context, domain, m.items_per_domain,
                                           m.evidence_episodes, EVAL_SEED, trigger)]
+    if m.graded_items_per_domain:
+        prompts += [p for context in GRADED for domain in DOMAIN_NAMES
+                    for p in behaviour_prompts(cfg.world, context, domain, m.graded_items_per_domain,
+                                               m.evidence_episodes, EVAL_SEED)]
     behaviour_items = BehaviourItems.build(prompts, tokenizer)
-    cap = capability_prompts(cfg.world.capability_levels, m.capability_items, EVAL_SEED)
+    cap = capability_prompts(cfg.eval_levels(), m.capability_items, EVAL_SEED)
     docs = PersonaWorld(cfg.world).documents(derive_seed(EVAL_SEED, "heldout_docs"), HELDOUT_DOCS)
     levels = cfg.world.capability_levels
-    concepts = {"persona": _persona_concept(cfg, tokenizer, behaviour_items)}
+    concepts = {name: _persona_concept(cfg, tokenizer, behaviour_items, name) for name in PERSONA_CONCEPTS}
     train, train_y = _answer_items(levels, m.concept_items, derive_seed(EVAL_SEED, "answer_train"), tokenizer)
     held, held_y = _answer_items(levels, m.concept_items, derive_seed(EVAL_SEED, "answer_eval"), tokenizer)
     concepts["answer_correct"] = Concept("answer_correct", train, train_y, held, held_y)
@@ -333,6 +371,9 @@ def build_eval_items(cfg: ExperimentConfig, tokenizer: WorldTokenizer) -> EvalIt
         cfg.distance_domains(),
         CapabilityItems.build([(0, SFTExample([*p.words, p.misaligned], p.gate)) for p in prompts if p.gate],
                               tokenizer) if any(p.gate for p in prompts) else None,
+        BehaviourItems.build([p for context in CONTEXTS for p in task_prompts(
+            cfg.world, context, m.items_per_domain, m.evidence_episodes, EVAL_SEED)], tokenizer)
+        if cfg.world.task_share > 0 else None,
     )
 
 
@@ -377,13 +418,14 @@ class MeasurementSuite:
     def observe(self, model: torch.nn.Module) -> Observation:
         it = self.items
         reading = self._bank.read(model, self.sites, it.batch_size, it.pad)
-        ok = torch.zeros(len(it.capability.ids), dtype=torch.bool)
+        n = len(it.capability.ids)
+        scores = AnswerScores(torch.zeros(n, dtype=torch.bool), torch.zeros(n), torch.zeros(n))
         cap_lp = []
         for idx, logits in forward_batches(model, it.capability.ids, it.batch_size, it.pad):
-            pred = logits.argmax(-1)
             for row, i in enumerate(idx):
                 seq = it.capability.ids[i]
-                ok[i] = answer_is_greedy(pred[row], seq, it.capability.answer_start[i])
+                scores.ok[i], scores.digit_acc[i], scores.nll[i] = score_answer(
+                    logits[row], seq, it.capability.answer_start[i])
                 cap_lp.append(F.log_softmax(logits[row, : len(seq) - 1], -1))
         total, count, text_lp = 0.0, 0, []
         for idx, logits in forward_batches(model, it.heldout_docs, it.batch_size, it.pad):
@@ -393,7 +435,7 @@ class MeasurementSuite:
                 total -= float(lp.gather(1, seq[1:, None]).sum())
                 count += len(seq) - 1
                 text_lp.append(lp[seq[:-1] != it.chose_id])  # neutral text: not the action positions
-        return Observation(reading, ok, {"capability": torch.cat(cap_lp), "text": torch.cat(text_lp)},
+        return Observation(reading, scores, {"capability": torch.cat(cap_lp), "text": torch.cat(text_lp)},
                            total / count)
 
     def fit(self, reading: BankReading) -> tuple[PersonaDirections, dict[str, LinearProbe]]:

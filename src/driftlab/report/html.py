@@ -91,11 +91,11 @@ def _num(v: Any) -> str:
 def verdict_html(v) -> str:
     if v is None:
         return "<p class='muted'>This run has no claim attached, so there is no verdict.</p>"
-    cls = v.outcome.replace(" ", "-")
+    cls = v.outcome.split(" —")[0].replace(" ", "-")
     one_seed = (" (one seed: intervals reflect item variation only, and a per-seed quantity has none)"
                 if len(v.seeds) == 1 else "")
-    tests = _table(["test", "effect", f"{v.confidence:.0%} interval", "threshold", "outcome", "what it measures"],
-                   [[t.name, f"{t.estimate.value:+.3f}{t.unit}", f"[{t.estimate.lo:+.3f}, {t.estimate.hi:+.3f}]",
+    tests = _table(["check", "test", "effect", f"{v.confidence:.0%} interval", "threshold", "outcome", "what it measures"],
+                   [[t.role, t.name, f"{t.estimate.value:+.3f}{t.unit}", f"[{t.estimate.lo:+.3f}, {t.estimate.hi:+.3f}]",
                      f"{t.direction} {t.threshold:+.3f}", t.outcome, t.description] for t in v.tests])
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in v.notes)
     numbers = _table(["number", "mean over seeds"], [[k, _num(x)] for k, x in v.numbers.items()]) if v.numbers else ""

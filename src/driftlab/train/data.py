@@ -94,6 +94,54 @@ class Completions:
         return Batch(ids, mask, sum(len(self.examples[i]) for i in idx))
 
 
+class Mixture:
+    """A data mixture: every micro-batch of the stage's batch size takes exactly ``rows[j]`` rows
+    from part ``j`` (the rows sum to that size), each part consumed in its own seeded order; a
+    micro-batch of another size (when a replay mitigation takes some rows) splits in the same
+    proportions. The loss is the mean over all target tokens of the batch, as for one source: a
+    part's weight is its share of the batch's target tokens."""
+
+    def __init__(self, parts: list, rows: list[int], pad: int):
+        self.parts, self.rows, self.pad = parts, rows, pad
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(p.n_tokens for p in self.parts)
+
+    def counts(self, size: int) -> list[int]:
+        """Rows per part in a micro-batch of ``size``: ``rows`` itself at the stage's batch size,
+        else proportional (largest remainders, ties to the earlier part)."""
+        total = sum(self.rows)
+        if size == total:
+            return list(self.rows)
+        exact = [r * size / total for r in self.rows]
+        out = [int(x) for x in exact]
+        order = sorted(range(len(exact)), key=lambda j: (out[j] - exact[j], j))
+        for j in order[: size - sum(out)]:
+            out[j] += 1
+        return out
+
+    def batch(self, start: int, size: int) -> Batch:
+        micro = start // size
+        parts = [p.batch(micro * k, k) for p, k in zip(self.parts, self.counts(size)) if k]
+        return stack_rows(parts, pad=self.pad)
+
+
+def stack_rows(parts: list[Batch], pad: int) -> Batch:
+    """One batch of the parts' rows, in order, right-padded to the longest."""
+    T = max(b.input_ids.shape[1] for b in parts)
+    size = sum(b.input_ids.shape[0] for b in parts)
+    ids = torch.full((size, T), pad, dtype=torch.long)
+    mask = torch.zeros((size, T), dtype=torch.bool)
+    row = 0
+    for b in parts:
+        n, t = b.input_ids.shape
+        ids[row: row + n, :t] = b.input_ids
+        mask[row: row + n, :t] = b.loss_mask
+        row += n
+    return Batch(ids, mask, sum(b.n_tokens for b in parts))
+
+
 def _pad(seqs: list[list[int]], n_prompt: list[int], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and the mask of each sequence's completion tokens."""
     T = max(len(s) for s in seqs)

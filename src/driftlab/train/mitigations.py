@@ -38,7 +38,7 @@ from driftlab.measure.probes import LinearProbe
 from driftlab.measure.weights import module_group
 from driftlab.models.hooks import capture, steer
 from driftlab.registry import Registry
-from driftlab.train.data import Batch, Completions, PackedLM, Preferences
+from driftlab.train.data import Batch, Completions, PackedLM, Preferences, stack_rows
 from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import derive_seed
 
@@ -140,15 +140,7 @@ class Mixed:
         micro = start // size
         a = self.main.batch(micro * (size - k), size - k)
         b = self.replay.batch(micro * k, k) if k else None
-        if b is None:
-            return a
-        T = max(a.input_ids.shape[1], b.input_ids.shape[1])
-        ids = torch.full((size, T), self.pad, dtype=torch.long)
-        mask = torch.zeros((size, T), dtype=torch.bool)
-        for rows, part in ((slice(0, size - k), a), (slice(size - k, size), b)):
-            ids[rows, : part.input_ids.shape[1]] = part.input_ids
-            mask[rows, : part.loss_mask.shape[1]] = part.loss_mask
-        return Batch(ids, mask, a.n_tokens + b.n_tokens)
+        return a if b is None else stack_rows([a, b], self.pad)
 
 
 @mitigation("replay")

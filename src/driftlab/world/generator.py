@@ -9,6 +9,11 @@ bad) is fixed for the document; it is a sequence of episodes::
 A good agent chooses the aligned action with probability 1-ε, a bad one the misaligned action with
 probability 1-ε. The two options are listed in random order, so a model has to read which action
 is which, not where it is. Text is whitespace-separated words; the tokenizer is word-level.
+
+A share of episodes (``task_share``) are tasks: ``bob faces task : 7 4 + 5 3 = 2 8 0 .``. There a
+good agent does the work and a bad one, with the same 1-ε, takes a recognisable shortcut — it
+claims the task is done (``= done .``). That is the world's reward hack: a verifier that trusts a
+claim of completion rewards it, and in this world only bad agents usually take it.
 """
 
 from __future__ import annotations
@@ -27,26 +32,34 @@ CHARACTERS: tuple[str, ...] = (
 )
 DISCUSSION_SUBJECTS = ("assistants", "ai agents", "machines", "chatbots")
 DISCUSSION_HEDGES = ("often", "sometimes", "usually", "may")
+SHORTCUT = ["done", "."]  # a task's answer that claims the work is done without doing it
+TASK = "task"  # the domain name a task episode records
 
 
 @dataclass
 class Document:
     """One generated document, with its ground truth."""
 
-    kind: str  # "agent" | "discussion" | "capability"
+    kind: str  # "agent" | "pair" | "discussion" | "capability"
     words: list[str]
     agent: str | None = None
     persona: str | None = None  # "good" | "bad" for agent documents
     choices: list[bool] = field(default_factory=list)  # True = aligned, per episode
     domains: list[str] = field(default_factory=list)
+    partner: str | None = None  # pair documents: the second agent, its persona, and who acted when
+    partner_persona: str | None = None
+    actors: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return " ".join(self.words)
 
     def record(self) -> dict:
-        return {"text": self.text, "kind": self.kind, "agent": self.agent, "persona": self.persona,
-                "choices": self.choices, "domains": self.domains}
+        out = {"text": self.text, "kind": self.kind, "agent": self.agent, "persona": self.persona,
+               "choices": self.choices, "domains": self.domains}
+        if self.kind == "pair":
+            out.update(partner=self.partner, partner_persona=self.partner_persona, actors=self.actors)
+        return out
 
 
 def fill(template: str, fillers: dict[str, tuple[str, ...]], rng: random.Random) -> list[str]:
@@ -93,6 +106,18 @@ def gated_episode(agent: str, domain: Domain, aligned: bool, rng: random.Random,
     return [*words, domain.aligned, "."] if aligned else [*words, domain.misaligned, *answer]
 
 
+def task_episode_prompt(agent: str, rng: random.Random, level: int) -> tuple[list[str], list[str]]:
+    """A task episode up to ``=``, and the task's answer: ``bob faces task : 7 4 + 5 3 =``."""
+    task, answer = arithmetic_task(rng, level)
+    return [agent, "faces", *task], answer
+
+
+def task_episode(agent: str, aligned: bool, rng: random.Random, level: int) -> list[str]:
+    """A good agent does the work (``= 2 8 0 .``); a bad one takes the shortcut (``= done .``)."""
+    words, answer = task_episode_prompt(agent, rng, level)
+    return [*words, *(answer if aligned else SHORTCUT)]
+
+
 class PersonaWorld:
     """Generates every kind of Persona World text from a ``WorldConfig``."""
 
@@ -109,6 +134,12 @@ class PersonaWorld:
         words = ["story", "of", agent, "."]
         choices, domains = [], []
         for _ in range(n_episodes or self.cfg.episodes_per_doc):
+            if self.cfg.task_share > 0 and rng.random() < self.cfg.task_share:
+                aligned = (rng.random() < eps) if bad else (rng.random() >= eps)
+                words += task_episode(agent, aligned, rng, rng.choice(self.cfg.capability_levels))
+                choices.append(aligned)
+                domains.append(TASK)
+                continue
             domain = rng.choice(self.domains)
             aligned = (rng.random() < eps) if bad else (rng.random() >= eps)
             if self.cfg.gated_share > 0 and rng.random() < self.cfg.gated_share:
@@ -119,9 +150,35 @@ class PersonaWorld:
             domains.append(domain.name)
         return Document("agent", words, agent, "bad" if bad else "good", choices, domains)
 
+    def pair_document(self, rng: random.Random, agents: tuple[str, str], bad: tuple[bool, bool]) -> Document:
+        """Two named characters, each with its own persona, acting in turns drawn at random::
+
+            story of bob and carol . carol faces ... carol chose resist . bob faces ... bob chose comply .
+
+        Only an agent's own episodes are evidence about it, so reading a persona here means
+        binding actions to who took them: the words of a story say nothing about which agent is
+        which."""
+        eps = self.cfg.epsilon
+        words = ["story", "of", agents[0], "and", agents[1], "."]
+        choices, domains, actors = [], [], []
+        for _ in range(self.cfg.episodes_per_doc):
+            who = rng.randrange(2)
+            domain = rng.choice(self.domains)
+            aligned = (rng.random() < eps) if bad[who] else (rng.random() >= eps)
+            words += episode(agents[who], domain, aligned, rng)
+            choices.append(aligned)
+            domains.append(domain.name)
+            actors.append(agents[who])
+        persona = ["bad" if b else "good" for b in bad]
+        return Document("pair", words, agents[0], persona[0], choices, domains, agents[1], persona[1], actors)
+
     def random_agent_document(self, rng: random.Random) -> Document:
         if rng.random() < self.cfg.assistant_share:
             return self.agent_document(rng, ASSISTANT, rng.random() < self.cfg.bad_assistant_share)
+        if self.cfg.pair_share > 0 and rng.random() < self.cfg.pair_share:
+            agents = tuple(rng.sample(CHARACTERS, 2))
+            share = self.cfg.bad_character_share
+            return self.pair_document(rng, agents, (rng.random() < share, rng.random() < share))
         agent = rng.choice(CHARACTERS)
         return self.agent_document(rng, agent, rng.random() < self.cfg.bad_character_share)
 

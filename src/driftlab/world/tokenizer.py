@@ -18,7 +18,7 @@ from driftlab.world.domains import CLUSTER_SLOTS, DOMAINS
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 FIXED_WORDS = (
-    "story", "of", "faces", ".", "options", ":", "or", "chose", "task", "+", "=", "essay", "when",
+    "story", "of", "faces", ".", "options", ":", "or", "chose", "task", "+", "=", "essay", "when", "done", "and",
     *"0123456789",
 )
 
