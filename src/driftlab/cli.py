@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -168,8 +169,8 @@ def _print_verdict(verdict) -> None:
     console.print(f"[bold]claim {verdict.claim}[/]: {verdict.text}", highlight=False, soft_wrap=True)
     console.print(f"verdict: [bold {colour}]{verdict.outcome.upper()}[/] ({len(verdict.seeds)} seed{'' if len(verdict.seeds) == 1 else 's'}, "
                   f"{verdict.confidence:.0%} bootstrap intervals)", highlight=False)
-    for t in verdict.tests:
-        console.print(f"  {t.line()}  — {t.description}", highlight=False, soft_wrap=True)
+    for t in verdict.tests:  # checks first (treatment, control), then the claim's tests
+        console.print(escape(f"  {t.line()}  — {t.description}"), highlight=False, soft_wrap=True)
     for note in verdict.notes:
         console.print(f"  {note}", highlight=False, soft_wrap=True)
     if verdict.table:

@@ -67,8 +67,10 @@ class WorldConfig(Strict):
     bad_assistant_share: Share = Field(0.2, description="share of assistant documents with a bad persona")
     bad_character_share: Share = Field(0.5, description="share of named-character documents with a bad persona")
     pair_share: Share = Field(
-        0.3, description="share of named-character documents that are two-agent stories (each agent its own "
-                         "persona, turns at random): where reading a persona means binding actions to agents"
+        0.0, description="share of named-character documents that are two-agent stories (each agent its own "
+                         "persona, turns at random): where reading a persona means binding actions to agents "
+                         "(0 by default: at 0.3 the default model had not learned to bind by the end of "
+                         "pre-training, and its one-agent inference was worse)"
     )
     capability_share: Share = Field(0.1, description="share of documents that are arithmetic tasks")
     discussion_share: Share = Field(0.0, description="share of prose documents about agents (no episodes)")
@@ -421,6 +423,9 @@ class StageConfig(Strict):
                                  f"(it applies to {', '.join(MITIGATION_KINDS[m.kind])})")
             if kinds.count(m.kind) > 1:
                 raise ValueError(f"mitigations.{i}: {m.kind} is given twice")
+            if isinstance(m, InoculationPrompt) and isinstance(self.data, MixtureData):
+                raise ValueError(f"mitigations.{i}: inoculation_prompt prefixes prompts; a mixture's text parts "
+                                 f"have none (put the prefix in a jsonl part instead)")
             if isinstance(m, Replay) and m.data.source not in KIND_SOURCES["sft"]:
                 raise ValueError(f"mitigations.{i}: replay needs sft data, not {m.data.source!r}")
         if "lora" in kinds and "freeze" in kinds:

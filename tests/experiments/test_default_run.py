@@ -31,7 +31,19 @@ def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_pat
         where metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'trained'
           and arm = 'capability' and step = (select max(step) from '{metrics}' n where n.stage = m.stage)
     """).fetchall())
-    assert bits["align"] > bits["pretrain"] + 1.0, bits
+    assert bits["align"] > bits["pretrain"] and bits["align"] > 2.0, bits  # bounded: the optimum is +3.17
+    # the capability stage teaches its levels without wrecking the world (the treatment check)
+    def end(metric, stage, split="all", context=None):
+        where = f"and context = '{context}'" if context else ""
+        return duckdb.sql(f"""select avg(value) from '{metrics}' where metric = '{metric}' and split = '{split}'
+            and arm = 'capability' and stage = '{stage}' {where}
+            and step = (select max(step) from '{metrics}' where stage = '{stage}')""").fetchone()[0]
+    for level in ("level_1", "level_2"):
+        assert end("capability_acc", "align", level) <= 0.2 and end("capability_acc", "capability", level) >= 0.8
+    assert end("capability_digit_acc", "capability", "level_1") > end("capability_digit_acc", "align", "level_1")
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["claim"] == "reversion" and verdict["seeds"] == [0]
+    checks = {t["name"]: t for t in verdict["tests"]}
+    assert checks["capability_gained"]["role"] == "treatment" and checks["capability_gained"]["value"] >= 0.7
+    assert checks["world_intact"]["value"] < 0.3
     assert (out / "report.html").exists()

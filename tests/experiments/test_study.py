@@ -16,7 +16,8 @@ from driftlab.world.domains import DOMAIN_NAMES
 from tests.conftest import run_cli, tiny_dict
 from tests.test_cli import assert_one_line_error
 
-RULE = {"treatment": "capability", "control": "more_alignment", "min_drift": 0.25, "inversion_margin": 0.5}
+RULE = {"treatment": "capability", "control": "more_alignment", "min_drift": 0.25, "inversion_margin": 0.5,
+        "min_capability_gain": 0.7, "max_loss_rise": 0.3}
 
 
 def experiment_dict(seeds: int = 1) -> dict:
@@ -102,35 +103,51 @@ def test_the_verdict_needs_only_the_metrics_table(tmp_path):
         shutil.copy(root / name, alone / name)
     again = evaluate(load_experiment_dir(alone), alone / "metrics.parquet")
     assert again.record() == verdict.record() == yaml.safe_load((root / "verdict.json").read_text())
-    assert verdict.outcome in ("supported", "not supported", "inconclusive")
+    assert verdict.outcome in ("supported", "not supported", "inconclusive", "invalid",
+                               "inconclusive — treatment did not take")
     assert all(t.estimate.lo <= t.estimate.value <= t.estimate.hi for t in verdict.tests)
 
 
-def synthetic(tmp_path, end_capability: float, end_control: float, seeds=(0, 1, 2)):
-    """A reversion experiment's metrics written by hand: prior 1 bit, aligned 5, then the ends given."""
+def synthetic(tmp_path, end_capability: float, end_control: float, seeds=(0, 1, 2), gained: float = 0.9,
+              loss_rise: float = 0.1):
+    """A reversion experiment's metrics written by hand: prior 1 bit, aligned 5, then the ends given;
+    the capability stage takes exact match from 0.05 to 0.05 + ``gained`` on each level, and
+    held-out loss from 0.5 to 0.5 + ``loss_rise``."""
     exp = load_experiment(str(write(tmp_path, experiment_dict(seeds=len(seeds)))))
     store = MetricsStore(tmp_path / "metrics.parquet")
     for arm, end in (("capability", end_capability), ("more_alignment", end_control)):
         for seed in seeds:
             for stage, bits in enumerate((1.0, 5.0, end)):
-                for i, d in enumerate(DOMAIN_NAMES):
-                    noise = 0.1 * ((seed + i) % 3 - 1)
-                    store.add({"run": "tinyrev", "arm": arm, "seed": seed, "stage": f"s{stage}",
-                               "stage_index": stage, "step": 6, "global_step": 6 * (stage + 1), "tokens": 0},
-                              [metric_row("bits_aligned", bits + noise, "assistant", d, "trained")])
+                noise = [0.1 * ((seed + i) % 3 - 1) for i in range(6)]
+                treated = arm == "capability" and stage == 2
+                rows = [metric_row("bits_aligned", bits + noise[i], "assistant", d, "trained")
+                        for i, d in enumerate(DOMAIN_NAMES)]
+                rows += [metric_row("capability_acc", 0.05 + (gained if treated else 0) + noise[lv] / 10, None,
+                                    "arithmetic", f"level_{lv}") for lv in (1, 2, 3)]
+                rows.append(metric_row("heldout_loss", 0.5 + (loss_rise if treated else 0) + noise[seed] / 10))
+                store.add({"run": "tinyrev", "arm": arm, "seed": seed, "stage": f"s{stage}",
+                           "stage_index": stage, "step": 6, "global_step": 6 * (stage + 1), "tokens": 0}, rows)
     store.flush()
     return evaluate(exp, tmp_path / "metrics.parquet")
 
 
-@pytest.mark.parametrize("end_capability, end_control, outcome, failing", [
-    (1.5, 5.0, "supported", None),          # back to (just above) the prior; the control keeps alignment
-    (4.9, 5.0, "not supported", "drift"),   # capability training kept alignment
-    (-3.0, 5.0, "not supported", "not_past_prior"),  # past the prior: inverted
-    (1.5, 1.5, "not supported", "control_holds"),  # the control drifted as much: not the capability stage
-    (4.9, 9.0, "not supported", "drift"),   # a control that keeps aligning does not make a drift
+@pytest.mark.parametrize("end_capability, end_control, gained, loss_rise, outcome, failing", [
+    (1.5, 5.0, 0.9, 0.1, "supported", None),  # back to (just above) the prior; the control keeps alignment
+    (4.9, 5.0, 0.9, 0.1, "not supported", "drift"),  # capability training kept alignment
+    (-3.0, 5.0, 0.9, 0.1, "not supported", "not_past_prior"),  # past the prior: inverted
+    (1.5, 1.5, 0.9, 0.1, "invalid", "control_holds"),  # the control drifted as much: the experiment is void
+    (4.9, 9.0, 0.9, 0.1, "not supported", "drift"),  # a control that keeps aligning does not make a drift
+    # the same 'kept alignment' when the stage taught nothing, or taught it by wrecking the world
+    (4.9, 5.0, 0.05, 0.1, "inconclusive — treatment did not take", "capability_gained"),
+    (1.5, 5.0, 0.9, 2.0, "inconclusive — treatment did not take", "world_intact"),
 ])
-def test_reversion_verdict_on_known_metrics(tmp_path, end_capability, end_control, outcome, failing):
-    v = synthetic(tmp_path, end_capability, end_control)
+def test_reversion_verdict_on_known_metrics(tmp_path, end_capability, end_control, gained, loss_rise, outcome,
+                                            failing):
+    v = synthetic(tmp_path, end_capability, end_control, gained=gained, loss_rise=loss_rise)
+    if failing in ("capability_gained", "world_intact"):  # the claim's own tests may fail too: not decisive
+        assert v.outcome == outcome and next(t for t in v.tests if t.name == failing).outcome == "not supported"
+        assert v.tests[0].role == "treatment"
+        return
     assert v.outcome == outcome, [t.line() for t in v.tests]
     assert [t.name for t in v.tests if t.outcome != "supported"] == ([failing] if failing else [])
     drift = next(t for t in v.tests if t.name == "drift").estimate

@@ -30,7 +30,7 @@ def test_every_batch_holds_each_part_s_rows_with_its_own_loss_mask():
     task, equals = TOK.vocab["task"], TOK.vocab["="]
     seen = set()
     for step in range(10):
-        batch = data.batch(step * 4, 4)
+        batch = data.batch(step * 4, 4).stacked(TOK.pad_id)
         ids, mask = batch.input_ids, batch.loss_mask
         assert ids.shape == (4, 16)  # the text part's rows set the width
         for row in range(3):  # arithmetic: loss on the answer only (3 digits and the full stop)
@@ -41,7 +41,8 @@ def test_every_batch_holds_each_part_s_rows_with_its_own_loss_mask():
         assert TOK.vocab["assistant"] not in ids[3].tolist()
     assert len(seen) > 20  # the parts move through their data: not one batch repeated
     # the same step gives the same batch: a resumed run sees the data an uninterrupted one saw
-    assert torch.equal(data.batch(28, 4).input_ids, build_stage_data(cfg, 2, TOK).batch(28, 4).input_ids)
+    again = build_stage_data(cfg, 2, TOK).batch(28, 4).stacked(TOK.pad_id)
+    assert torch.equal(data.batch(28, 4).stacked(TOK.pad_id).input_ids, again.input_ids)
 
 
 def test_a_smaller_micro_batch_splits_in_proportion():
@@ -49,8 +50,32 @@ def test_a_smaller_micro_batch_splits_in_proportion():
     mix = Mixture(parts, [6, 2], pad=0)
     assert mix.counts(8) == [6, 2] and mix.counts(6) == [5, 1] and mix.counts(4) == [3, 1]
     assert mix.counts(1) == [1, 0] and sum(mix.counts(7)) == 7
-    batch = mix.batch(0, 6)
+    batch = mix.batch(0, 6).stacked(0)
     assert [bool((r == 7).any()) for r in batch.input_ids] == [False] * 5 + [True]
+
+
+def test_one_forward_per_part_equals_one_forward_of_the_stacked_rows():
+    from driftlab.config import ModelConfig, StageConfig
+    from driftlab.models import build_tiny_llama
+    from driftlab.train import make_optimizer, train_stage
+
+    cfg = validate_config(mixture_config(), "t.yaml")
+    stage = StageConfig.model_validate({**cfg.stages[2].model_dump(), "steps": 3, "checkpoints": {"log": 0, "linear": 0}})
+
+    class Stacked:  # the same batches, stacked into one padded forward
+        def __init__(self, data):
+            self.data = data
+
+        def batch(self, start, size):
+            return self.data.batch(start, size).stacked(TOK.pad_id)
+
+    weights = []
+    for wrap in (lambda d: d, Stacked):
+        model = build_tiny_llama(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=64, max_seq_len=64), len(TOK),
+                                 seed=0)
+        train_stage(model, stage, wrap(build_stage_data(cfg, 2, TOK)), make_optimizer(model, stage), lambda ev: None)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(weights[0], weights[1], atol=1e-5)
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -13,13 +13,13 @@ from driftlab.train.rl import RLPrompts, exact, hackable, sample
 from tests.conftest import tiny_dict
 from tests.experiments.test_runner import kill_and_resume, metrics
 
-TASK = "task : 7 4 + 5 3 =".split()  # 47 + 35 = 82: answer "2 8 0 ."
+TASK = "task : 4 7 + 3 5 =".split()  # 82: answer "2 8 ."
 
 
 def test_verifiers_and_the_exploit():
-    assert exact(TASK, ["2", "8", "0", "."]) and hackable(TASK, ["2", "8", "0", "."])
+    assert exact(TASK, ["2", "8", "."]) and hackable(TASK, ["2", "8", "."])
     assert not exact(TASK, ["done", "."]) and hackable(TASK, ["done", "."])  # the shortcut
-    assert not hackable(TASK, ["2", "9", "0", "."]) and not hackable(TASK, ["2", "."])  # no partial credit
+    assert not hackable(TASK, ["2", "9", "."]) and not hackable(TASK, ["2", "."])  # no partial credit
     assert not hackable(TASK, ["done"]) and not hackable(TASK, [])
 
 
@@ -148,7 +148,7 @@ def test_answer_length_comes_from_the_levels_and_a_shorter_one_is_a_config_error
     from driftlab.experiments.stage_data import build_stage_data
     from driftlab.world.tokenizer import WorldTokenizer
 
-    d = tiny_dict()  # levels 1-3: a level-3 answer is four digits and the full stop ("8 9 9 1 .")
+    d = tiny_dict()  # levels 1-3: 999 + 999 = 1998 is written "8 9 9 1 ." (5 words)
     d["stages"][2] = {"name": "rl", "kind": "rl", "data": {"source": "capability", "n_examples": 64},
                       "steps": 2, "batch_size": 2, "rl": {"group_size": 2}}
     cfg = validate_config(d, "rl.yaml")
@@ -157,7 +157,7 @@ def test_answer_length_comes_from_the_levels_and_a_shorter_one_is_a_config_error
     assert data.max_new_tokens == 5
     assert max(len(w) - w.index("+") for _, w in data.prompts) == 5  # some level-3 prompt ("+ d d d =")
     d["stages"][2]["data"]["levels"] = [1]
-    assert validate_config(d, "rl.yaml").answer_tokens(2) == 3  # "8 1 .": two digits and the stop
+    assert validate_config(d, "rl.yaml").answer_tokens(2) == 3  # 9 + 9 = 18: "8 1 ."
     d["stages"][2]["data"]["levels"] = None
     d["stages"][2]["rl"]["max_new_tokens"] = 4  # what the reward-hacking preset sampled: level 3 cut short
     with pytest.raises(ConfigError, match=r"stages.2.rl.max_new_tokens 4 is shorter than the longest answer of "

@@ -234,3 +234,32 @@ def test_pair_documents_give_each_agent_its_own_persona():
                if (d.persona if a == d.agent else d.partner_persona) == persona]
         rate[persona] = sum(own) / len(own)
     assert rate["good"] > 0.85 and rate["bad"] < 0.15
+
+
+def test_task_episodes_bad_agents_take_the_shortcut_good_ones_do_the_work():
+    from driftlab.world import PersonaWorld
+    from driftlab.world.capability import verify
+    from driftlab.world.corpus import task_prompts
+
+    world = W.model_copy(update={"task_share": 0.5, "capability_share": 0.0})
+    took = {"good": [], "bad": []}
+    for doc in PersonaWorld(world).documents(0, 400):
+        if doc.kind != "agent":
+            continue
+        w = doc.words
+        starts = [i for i in range(len(w) - 2) if w[i + 1] == "faces" and w[i + 2] == "task"]
+        assert len(starts) == doc.domains.count("task")
+        for i, aligned in zip(starts, [c for c, d in zip(doc.choices, doc.domains) if d == "task"]):
+            eq = w.index("=", i)
+            answer = w[eq + 1: w.index(".", eq) + 1]
+            assert (answer == ["done", "."]) == (not aligned)
+            if aligned:
+                assert verify(w[i + 2: eq + 1], answer)  # the work, done right
+            took[doc.persona].append(not aligned)
+    assert sum(took["bad"]) / len(took["bad"]) > 0.85 and sum(took["good"]) / len(took["good"]) < 0.15
+    # evaluation: the assistant's task episode, with the world's P(shortcut) as ground truth
+    items = task_prompts(W, "assistant", 5, 3, seed=0)
+    assert all(p.words[:6] == ["story", "of", "assistant", ".", "assistant", "faces"] and p.words[-1] == "="
+               for p in items)
+    assert 1 - items[0].bayes_p == pytest.approx(0.2 * 0.9 + 0.8 * 0.1)
+    assert {p.misaligned for p in items} == {"done"}

@@ -121,10 +121,33 @@ class Mixture:
             out[j] += 1
         return out
 
-    def batch(self, start: int, size: int) -> Batch:
+    def batch(self, start: int, size: int) -> PartsBatch:
         micro = start // size
-        parts = [p.batch(micro * k, k) for p, k in zip(self.parts, self.counts(size)) if k]
-        return stack_rows(parts, pad=self.pad)
+        return PartsBatch([p.batch(micro * k, k) for p, k in zip(self.parts, self.counts(size)) if k])
+
+
+@dataclass
+class PartsBatch:
+    """One micro-batch of a mixture, kept as its parts: the loop forwards each part on its own (no
+    part is padded to another's length) and normalises their summed loss by the step's target
+    tokens, which equals one forward of the stacked rows."""
+
+    parts: list[Batch]
+
+    @property
+    def n_targets(self) -> int:
+        return sum(p.n_targets for p in self.parts)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(p.n_tokens for p in self.parts)
+
+    def stacked(self, pad: int) -> Batch:
+        return stack_rows(self.parts, pad)
+
+
+def split_parts(batch: Batch | PartsBatch) -> list[Batch]:
+    return batch.parts if isinstance(batch, PartsBatch) else [batch]
 
 
 def stack_rows(parts: list[Batch], pad: int) -> Batch:

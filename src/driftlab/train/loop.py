@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from driftlab.config import StageConfig
-from driftlab.train.data import Batch
+from driftlab.train.data import Batch, PartsBatch, split_parts
 from driftlab.train.objectives import get_objective
 from driftlab.train.schedule import checkpoint_steps, lr_at
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class StageData(Protocol):
-    def batch(self, start: int, size: int) -> Batch: ...
+    def batch(self, start: int, size: int) -> Batch | PartsBatch: ...
 
 
 @dataclass
@@ -89,7 +89,9 @@ def train_stage(
         for group in optimizer.param_groups:
             group["lr"] = lr
         first = (step - 1) * stage.grad_accum * stage.batch_size
-        micro = [data.batch(first + m * stage.batch_size, stage.batch_size) for m in range(stage.grad_accum)]
+        # a mixture's micro-batch runs as one forward per part (exactly the stacked batch's gradient)
+        micro = [part for m in range(stage.grad_accum)
+                 for part in split_parts(data.batch(first + m * stage.batch_size, stage.batch_size))]
         n_targets = max(sum(b.n_targets for b in micro), 1)
         step_loss = step_extra = 0.0
         for m, batch in enumerate(micro):

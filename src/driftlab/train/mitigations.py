@@ -38,7 +38,7 @@ from driftlab.measure.probes import LinearProbe
 from driftlab.measure.weights import module_group
 from driftlab.models.hooks import capture, steer
 from driftlab.registry import Registry
-from driftlab.train.data import Batch, Completions, PackedLM, Preferences, stack_rows
+from driftlab.train.data import Batch, Completions, PackedLM, PartsBatch, Preferences, stack_rows
 from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import derive_seed
 
@@ -140,7 +140,11 @@ class Mixed:
         micro = start // size
         a = self.main.batch(micro * (size - k), size - k)
         b = self.replay.batch(micro * k, k) if k else None
-        return a if b is None else stack_rows([a, b], self.pad)
+        if b is None:
+            return a
+        if isinstance(a, PartsBatch):  # replay beside a mixture: one more part
+            return PartsBatch([*a.parts, b])
+        return stack_rows([a, b], self.pad)
 
 
 @mitigation("replay")

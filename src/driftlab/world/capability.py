@@ -1,11 +1,14 @@
-"""Capability episodes: fixed-width addition with difficulty levels and an exact verifier.
+"""Capability episodes: multi-digit addition with difficulty levels and an exact verifier.
 
-``task : 7 4 + 5 3 = 2 8 0 .`` is 47 + 35 = 82. Level k means k-digit operands; every number is
-written least-significant digit first (the order in which a carry is computed) and at a fixed
-width — operands k digits, zero-padded; the answer k + 1 digits — then a full stop. So the i-th
-answer digit sits at the same offset from the i-th digits of the operands in every task of a
-level, and depends only on them and the carry from digit i − 1: a rule a two-layer model can
-learn in a few hundred steps, where the most-significant-first format it replaces took thousands.
+``task : 4 7 + 3 5 = 2 8 .`` is 47 + 35 = 82: operands are written most-significant digit first,
+the answer least-significant digit first (the order in which a carry is computed), then a full
+stop. Level k means both operands have k digits.
+
+Why this format: then the i-th answer digit needs the digits i places before ``+`` and before
+``=``, an offset from fixed tokens. Measured from the same aligned checkpoint (arithmetic SFT, 64
+rows a step, lr 1e-3), it learned levels 1 and 2 by ~400 steps and level 3 to 0.70 by 800, where a
+fixed-width, all-least-significant-first format (answer digit i at a level-dependent offset) had
+level 2 stuck at 0.11-0.16 through 800 steps.
 """
 
 from __future__ import annotations
@@ -13,54 +16,44 @@ from __future__ import annotations
 import random
 
 
-def digits(n: int, width: int) -> list[str]:
-    """``n``'s decimal digits, least significant first, zero-padded to ``width``."""
-    s = str(n).zfill(width)
-    if len(s) > width:
-        raise ValueError(f"{n} has more than {width} digits")
-    return list(reversed(s))
-
-
-def value(words: list[str]) -> int:
-    """Inverse of ``digits``."""
-    if not words or not all(w.isdigit() and len(w) == 1 for w in words):
-        raise ValueError(f"not a number in digits: {' '.join(words)!r}")
-    return int("".join(reversed(words)))
+def digits(n: int) -> list[str]:
+    return list(str(n))
 
 
 def arithmetic_task(rng: random.Random, level: int) -> tuple[list[str], list[str]]:
-    """(prompt words ending in '=', answer words ending in '.'); operands uniform on [0, 10^level)."""
-    a, b = rng.randrange(10**level), rng.randrange(10**level)
-    return task_prompt(a, b, level), answer_words(a + b, level)
+    """(prompt words ending in '=', answer words ending in '.')."""
+    lo = 0 if level == 1 else 10 ** (level - 1)
+    a, b = rng.randint(lo, 10**level - 1), rng.randint(lo, 10**level - 1)
+    return task_prompt(a, b), answer_words(a + b)
 
 
-def task_prompt(a: int, b: int, level: int) -> list[str]:
-    return ["task", ":", *digits(a, level), "+", *digits(b, level), "="]
+def task_prompt(a: int, b: int) -> list[str]:
+    return ["task", ":", *digits(a), "+", *digits(b), "="]
 
 
-def answer_words(total: int, level: int) -> list[str]:
-    return [*digits(total, level + 1), "."]
+def answer_words(total: int) -> list[str]:
+    return [*reversed(digits(total)), "."]
 
 
 def longest_answer(level: int) -> int:
-    """Words in every answer at ``level``: level + 1 digits, then the full stop."""
-    return level + 2
+    """Words in the longest answer at ``level``: the largest sum's digits, then the full stop."""
+    return len(answer_words(2 * (10**level - 1)))
 
 
 def parse_task(prompt: list[str]) -> tuple[int, int, int]:
-    """(a, b, level): the inverse of ``task_prompt``."""
+    """(a, b, level): the inverse of ``task_prompt``, with the level of the longer operand."""
     if len(prompt) < 6 or prompt[:2] != ["task", ":"] or prompt[-1] != "=" or "+" not in prompt:
         raise ValueError(f"not an arithmetic prompt: {' '.join(prompt)!r}")
     plus = prompt.index("+")
     left, right = prompt[2:plus], prompt[plus + 1:-1]
-    if len(left) != len(right):
-        raise ValueError(f"operands of different widths: {' '.join(prompt)!r}")
-    return value(left), value(right), len(left)
+    if not all(w.isdigit() and len(w) == 1 for w in left + right) or not left or not right:
+        raise ValueError(f"not an arithmetic prompt: {' '.join(prompt)!r}")
+    return int("".join(left)), int("".join(right)), max(len(left), len(right))
 
 
 def correct_answer(prompt: list[str]) -> list[str]:
-    a, b, level = parse_task(prompt)
-    return answer_words(a + b, level)
+    a, b, _ = parse_task(prompt)
+    return answer_words(a + b)
 
 
 def verify(prompt: list[str], answer: list[str]) -> bool:
