@@ -468,7 +468,7 @@ class MeasureConfig(Strict):
     items_per_domain: int = Field(32, ge=1, description="behaviour items per domain and context")
     evidence_episodes: int = Field(3, ge=1, description="episodes of evidence in the good/bad contexts")
     graded_items_per_domain: int = Field(
-        4, ge=0, description="behaviour items per domain for each graded-evidence pattern (g aligned and b "
+        2, ge=0, description="behaviour items per domain for each graded-evidence pattern (g aligned and b "
                              "misaligned episodes, 0 to 3 in all); 0: none"
     )
     capability_items: int = Field(64, ge=1, description="arithmetic items per level")

@@ -98,8 +98,9 @@ def test_internal_rows_are_complete_for_every_checkpoint(tiny_run):
         count(*) filter (metric = 'probe_auroc' and context = 'refit'),
         count(*) filter (metric = 'output_kl' and context = 'stage_start') from M group by all""")
     assert len(per_checkpoint) == len(checkpoints(tiny_run))
-    # 3 contexts x 3 splits per layer; 2 concepts (persona with 3 splits, answer_correct with 1); 2 KL sets
-    assert all(row[1:] == (9, 4, 2) for row in per_checkpoint), per_checkpoint
+    # 15 contexts (assistant, good/bad evidence, the two-agent pair, 10 graded patterns) x 3 splits per
+    # layer; 3 concepts (persona and persona_pair with 3 splits, answer_correct with 1); 2 KL sets
+    assert all(row[1:] == (45, 7, 2) for row in per_checkpoint), per_checkpoint
 
 
 def test_without_cotraining_there_is_no_cotrained_probe(tmp_path):

@@ -27,6 +27,12 @@ def check(name: str, con, arms: list[str]) -> None:
     """What each preset's arms must have measured for its verdict to mean anything."""
     def q(sql):
         return con.execute(sql).fetchall()
+    # every preset measures the v2 world: graded evidence, the balanced probe, continuous capability, the hack
+    contexts = {r[0] for r in q("select distinct context from m where metric = 'bayes_gap_bits'")}
+    assert {"graded", "evidence_g2b1", "evidence_g0b0", "pair_good", "pair_bad"} <= contexts
+    assert q("select count(*) from m where metric = 'probe_auroc' and domain = 'persona_pair'")[0][0] > 0
+    assert q("select count(*) from m where metric = 'capability_answer_nll'")[0][0] > 0
+    assert q("select count(*) from m where metric = 'shortcut_p' and context = 'assistant'")[0][0] > 0
     if name == "trojan":  # the triggered assistant is measured in every arm
         assert {r[0] for r in q("select distinct arm from m where context = 'triggered'")} == set(arms)
     if name == "reward-hacking":

@@ -33,11 +33,11 @@ def test_every_batch_holds_each_part_s_rows_with_its_own_loss_mask():
         batch = data.batch(step * 4, 4).stacked(TOK.pad_id)
         ids, mask = batch.input_ids, batch.loss_mask
         assert ids.shape == (4, 16)  # the text part's rows set the width
-        for row in range(3):  # arithmetic: loss on the answer only (3 digits and the full stop)
-            assert ids[row, 1] == task and int(mask[row].sum()) == 4
+        for row in range(3):  # arithmetic: loss on the answer only (2-3 digits and the full stop)
+            assert ids[row, 1] == task and int(mask[row].sum()) in (3, 4)
             assert int(mask[row, : int((ids[row] == equals).nonzero()) + 1].sum()) == 0
             seen.add(tuple(ids[row].tolist()))
-        assert bool(mask[3].all()) and not (ids[3] == task).any()  # text with no assistant: every token
+        assert bool(mask[3].all())  # text: every token is a target
         assert TOK.vocab["assistant"] not in ids[3].tolist()
     assert len(seen) > 20  # the parts move through their data: not one batch repeated
     # the same step gives the same batch: a resumed run sees the data an uninterrupted one saw

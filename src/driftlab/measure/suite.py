@@ -65,6 +65,14 @@ EVIDENCE = ("good_evidence", "bad_evidence")
 # untrained network's probe reads it) and lexically balanced two-agent evidence (the label is who did
 # what: a probe that reads words scores 0.5; reading it takes binding actions to agents)
 PERSONA_CONCEPTS = {"persona": EVIDENCE, "persona_pair": PAIRS}
+# the two-agent stories are the longest prompts: co-training their probe at every step cost more than
+# the default capability stage's own training, so that probe is refit and frozen only; and they are
+# measured with half the items of the other contexts
+NOT_COTRAINED = {"persona_pair"}
+
+
+def _items(context: str, n: int) -> int:
+    return max(2, n // 2) if context in PAIRS else n
 
 
 @dataclass
@@ -294,7 +302,7 @@ def _persona_concept(cfg: ExperimentConfig, tokenizer: WorldTokenizer, behaviour
     m = cfg.measure
     contexts = PERSONA_CONCEPTS[name]
     train = [p for context in contexts for domain in DOMAIN_NAMES
-             for p in behaviour_prompts(cfg.world, context, domain, m.probe_items_per_domain,
+             for p in behaviour_prompts(cfg.world, context, domain, _items(context, m.probe_items_per_domain),
                                         m.evidence_episodes, derive_seed(EVAL_SEED, "probe_train"))]
     held = [i for i, p in enumerate(behaviour.prompts) if p.context in contexts]
     trained = cfg.trained_domains()
@@ -343,7 +351,7 @@ def build_eval_items(cfg: ExperimentConfig, tokenizer: WorldTokenizer) -> EvalIt
         tokenizer.ids(trigger.split(), where)
     contexts = CONTEXTS + PAIRS + ((TRIGGERED,) if trigger else ()) + ((GATED,) if cfg.world.gated_share > 0 else ())
     prompts = [p for context in contexts for domain in DOMAIN_NAMES
-               for p in behaviour_prompts(cfg.world, context, domain, m.items_per_domain,
+               for p in behaviour_prompts(cfg.world, context, domain, _items(context, m.items_per_domain),
                                           m.evidence_episodes, EVAL_SEED, trigger)]
     if m.graded_items_per_domain:
         prompts += [p for context in GRADED for domain in DOMAIN_NAMES
@@ -489,7 +497,7 @@ class MeasurementSuite:
             last = Anchor(key, {}, obs.logprobs, directions, refit)
         self.anchors[name] = Anchor(key, snapshot(model), last.logprobs, last.directions, last.probes)
         if name == "reference" and self.cotrain:
-            self.cotrained = {k: p.copy() for k, p in last.probes.items()}
+            self.cotrained = {k: p.copy() for k, p in last.probes.items() if k not in NOT_COTRAINED}
 
     # ---- the probe trained alongside the model
 
@@ -501,6 +509,8 @@ class MeasurementSuite:
         bank = PromptBank()
         chosen = {}
         for name, c in self.items.concepts.items():
+            if name not in self.cotrained:
+                continue
             g = torch.Generator().manual_seed(derive_seed(self.seed, "cotrain", name, *step_key) % 2**63)
             idx = torch.randperm(len(c.train), generator=g)[: self.cotrain_batch]
             chosen[name] = c.train_labels[idx]
