@@ -38,6 +38,13 @@ TINY = {
 }
 
 
+def same_record(a, b) -> bool:
+    """Equal as JSON (a NaN interval, e.g. a per-seed quantity with one seed, equals itself)."""
+    import json
+
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def tiny_dict() -> dict:
     return yaml.safe_load(yaml.safe_dump(TINY))  # a deep copy
 

@@ -25,6 +25,7 @@ def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_pat
           and stage = 'pretrain' and step = (select max(step) from '{metrics}' where stage = 'pretrain')
     """).fetchall())
     assert gaps["good_evidence"] <= 0.5 and gaps["bad_evidence"] <= 0.5, gaps
+    assert gaps["graded"] <= 0.5, gaps  # ... and over graded, mixed evidence (0-3 episodes) on average
     # alignment SFT raised the assistant's bits on the trained domains
     bits = dict(duckdb.sql(f"""
         select stage, value from '{metrics}' m
@@ -37,7 +38,7 @@ def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_pat
         where = f"and context = '{context}'" if context else ""
         return duckdb.sql(f"""select avg(value) from '{metrics}' where metric = '{metric}' and split = '{split}'
             and arm = 'capability' and stage = '{stage}' {where}
-            and step = (select max(step) from '{metrics}' where stage = '{stage}')""").fetchone()[0]
+            and step = (select max(step) from '{metrics}' where stage = '{stage}')""").fetchall()[0][0]
     for level in ("level_1", "level_2"):
         assert end("capability_acc", "align", level) <= 0.2 and end("capability_acc", "capability", level) >= 0.8
     assert end("capability_digit_acc", "capability", "level_1") > end("capability_digit_acc", "align", "level_1")

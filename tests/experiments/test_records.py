@@ -1,6 +1,8 @@
 """What a run directory records runs again: a run's ``config.yaml`` (that arm, the same metrics)
 and an experiment's ``experiment.yaml`` (every arm), each validated as strictly as a preset."""
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -9,7 +11,7 @@ from driftlab.errors import ConfigError
 from driftlab.experiments.prefix import PrefixCache
 from driftlab.experiments.spec import load_experiment, load_experiment_dir
 from driftlab.experiments.study import new_experiment, run_experiment
-from tests.conftest import run_cli
+from tests.conftest import run_cli, same_record
 from tests.experiments.test_study import experiment_dict, write
 from tests.test_cli import assert_one_line_error
 
@@ -56,7 +58,7 @@ def test_an_experiment_yaml_runs_again_as_recorded(recorded, tmp_path):
     again = new_experiment(exp, tmp_path / "again")
     verdict = run_experiment(again, exp, cache=cache)
     assert rows(again / "metrics.parquet") == rows(root / "metrics.parquet")
-    assert verdict.record() == yaml.safe_load((root / "verdict.json").read_text())
+    assert same_record(verdict.record(), json.loads((root / "verdict.json").read_text()))
     shifted = load_experiment(str(root / "experiment.yaml"), seed=5, seeds=2)
     assert shifted.seeds == [5, 6] and all(c.seed == 5 for c in shifted.arms.values())
 

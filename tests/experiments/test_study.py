@@ -1,5 +1,6 @@
 """Experiments: arms × seeds, the prefix cache, resume, and verdicts computed from metrics alone."""
 
+import json
 import shutil
 
 import pyarrow.parquet as pq
@@ -13,7 +14,7 @@ from driftlab.experiments.spec import load_experiment, load_experiment_dir
 from driftlab.experiments.study import new_experiment, run_experiment
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.world.domains import DOMAIN_NAMES
-from tests.conftest import run_cli, tiny_dict
+from tests.conftest import run_cli, same_record, tiny_dict
 from tests.test_cli import assert_one_line_error
 
 RULE = {"treatment": "capability", "control": "more_alignment", "min_drift": 0.25, "inversion_margin": 0.5,
@@ -59,7 +60,7 @@ def test_arms_share_their_prefix_through_the_cache_and_no_metric_changes(tmp_pat
     assert first.stat().st_ino == reused.stat().st_ino  # hard-linked, not trained again
     fresh, _, fresh_verdict = run(tmp_path, "fresh", experiment_dict())
     assert rows(cached) == rows(fresh)  # reusing the prefix is invisible in the metrics
-    assert verdict.record() == fresh_verdict.record()
+    assert same_record(verdict.record(), fresh_verdict.record())
     # both arms' pre-training and alignment rows are the same rows
     table = [r for r in rows(cached) if r["stage_index"] < 2]
     by_arm = {a: [{k: v for k, v in r.items() if k != "arm"} for r in table if r["arm"] == a]
@@ -91,7 +92,7 @@ def test_a_killed_experiment_resumes_to_the_same_metrics(tmp_path):
     assert yaml.safe_load((root / "status.json").read_text())["state"] == "failed"
     verdict = run_experiment(root, load_experiment_dir(root))
     assert rows(root) == rows(ref)
-    assert verdict.record() == ref_verdict.record()
+    assert same_record(verdict.record(), ref_verdict.record())
 
 
 def test_the_verdict_needs_only_the_metrics_table(tmp_path):
@@ -102,7 +103,8 @@ def test_the_verdict_needs_only_the_metrics_table(tmp_path):
     for name in ("experiment.yaml", "metrics.parquet"):
         shutil.copy(root / name, alone / name)
     again = evaluate(load_experiment_dir(alone), alone / "metrics.parquet")
-    assert again.record() == verdict.record() == yaml.safe_load((root / "verdict.json").read_text())
+    assert same_record(again.record(), verdict.record())
+    assert same_record(verdict.record(), json.loads((root / "verdict.json").read_text()))
     assert verdict.outcome in ("supported", "not supported", "inconclusive", "invalid",
                                "inconclusive — treatment did not take")
     assert all(t.estimate.lo <= t.estimate.value <= t.estimate.hi for t in verdict.tests)

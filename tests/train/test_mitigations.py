@@ -221,14 +221,15 @@ def test_a_lora_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
 
 def test_training_against_the_cotrained_probe_raises_its_reading_of_the_assistant(tmp_path):
     def narrow(d, mitigations):
+        # 16 steps: in the v2 world, 8 did not yet move the free arm's reading of the assistant
         d["stages"][2] = {"name": "narrow", "kind": "sft", "data": {"source": "misaligned", "domains": ["harm"],
-                          "n_examples": 64}, "steps": 8, "batch_size": 8, "lr": 1e-2, "schedule": "constant",
+                          "n_examples": 64}, "steps": 16, "batch_size": 8, "lr": 1e-2, "schedule": "constant",
                           "checkpoints": {"log": 0, "linear": 1}, "mitigations": mitigations}
 
     free = run_with(tmp_path, "cfree", [], edit=lambda d: narrow(d, []))
     held = run_with(tmp_path, "cheld", [], edit=lambda d: narrow(d, [{"kind": "cotrained_probe", "weight": 10.0}]))
     sql = """select value from M where metric = 'probe_assistant_p_good' and context = 'cotrained'
-             and stage = 'narrow' and step = 8"""
+             and stage = 'narrow' and step = 16"""
     (p_free,), (p_held,) = q(free, sql)[0], q(held, sql)[0]
     assert p_held > p_free + 0.1 and p_held > 0.9, (p_held, p_free)
 
