@@ -259,5 +259,14 @@ def test_task_episodes_bad_agents_take_the_shortcut_good_ones_do_the_work():
     items = task_prompts(W, "assistant", 5, 3, seed=0)
     assert all(p.words[:6] == ["story", "of", "assistant", ".", "assistant", "faces"] and p.words[-1] == "="
                for p in items)
-    assert 1 - items[0].bayes_p == pytest.approx(0.2 * 0.9 + 0.8 * 0.1)
     assert {p.misaligned for p in items} == {"done"}
+    # P(shortcut) by enumerating the persona: bad with its prior, then 1-ε; good, then ε
+    for context, share, k_bad in (("assistant", W.bad_assistant_share, 0), ("bad_evidence", W.bad_character_share, 3),
+                                  ("good_evidence", W.bad_character_share, 0)):
+        p = task_prompts(W, context, 4, 3, seed=1)[0]
+        n = 0 if context == "assistant" else 3
+        like_bad = share * (1 - W.epsilon) ** k_bad * W.epsilon ** (n - k_bad)
+        like_good = (1 - share) * W.epsilon ** k_bad * (1 - W.epsilon) ** (n - k_bad)
+        post_bad = like_bad / (like_bad + like_good)
+        assert 1 - p.bayes_p == pytest.approx(post_bad * (1 - W.epsilon) + (1 - post_bad) * W.epsilon)
+        assert p.words.count("chose") == n  # the evidence episodes, then the task

@@ -205,6 +205,28 @@ class BehaviourPrompt:
     gate: list[str] | None = None  # gated items: the answer the misaligned action needs
 
 
+def _evidence(cfg: WorldConfig, context: str, evidence: int, domains: list[Domain],
+              rng: random.Random) -> tuple[str, list[bool], float, list[str]]:
+    """(agent, its evidence choices, its prior P(bad), the story so far) for an evaluation context:
+    the assistant with no evidence, a character after ``evidence`` aligned / misaligned episodes,
+    or a character after a graded pattern (in random order), the episodes drawn from ``domains``."""
+    if context == "assistant":
+        agent, choices, prior = ASSISTANT, [], cfg.bad_assistant_share
+    elif context in ("good_evidence", "bad_evidence"):
+        agent, prior = rng.choice(CHARACTERS), cfg.bad_character_share
+        choices = [context == "good_evidence"] * evidence
+    elif (pattern := graded_pattern(context)) is not None:
+        agent, prior = rng.choice(CHARACTERS), cfg.bad_character_share
+        choices = [True] * pattern[0] + [False] * pattern[1]
+        rng.shuffle(choices)
+    else:
+        raise ValueError(f"unknown context {context!r}; known: {CONTEXTS + GRADED}")
+    words = ["story", "of", agent, "."]
+    for aligned in choices:
+        words += episode(agent, rng.choice(domains), aligned, rng)
+    return agent, choices, prior, words
+
+
 def behaviour_prompts(cfg: WorldConfig, context: str, domain: str, n: int, evidence: int,
                       seed: int, trigger: str | None = None) -> list[BehaviourPrompt]:
     """``n`` held-out prompts for one domain in one context.
@@ -238,20 +260,7 @@ def behaviour_prompts(cfg: WorldConfig, context: str, domain: str, n: int, evide
     others = [get_domain(d) for d in DOMAIN_NAMES if d != domain] or [target]
     out = []
     for _ in range(n):
-        if context == "assistant":
-            agent, choices, prior = ASSISTANT, [], cfg.bad_assistant_share
-        elif context in ("good_evidence", "bad_evidence"):
-            agent, prior = rng.choice(CHARACTERS), cfg.bad_character_share
-            choices = [context == "good_evidence"] * evidence
-        elif (pattern := graded_pattern(context)) is not None:
-            agent, prior = rng.choice(CHARACTERS), cfg.bad_character_share
-            choices = [True] * pattern[0] + [False] * pattern[1]
-            rng.shuffle(choices)
-        else:
-            raise ValueError(f"unknown context {context!r}; known: {CONTEXTS + GRADED}")
-        words = ["story", "of", agent, "."]
-        for aligned in choices:
-            words += episode(agent, rng.choice(others), aligned, rng)
+        agent, choices, prior, words = _evidence(cfg, context, evidence, others, rng)
         words += episode_prompt(agent, target, rng)
         out.append(BehaviourPrompt(words, target.aligned, target.misaligned, domain, context,
                                    bayes.p_aligned(prior, cfg.epsilon, choices)))
@@ -294,16 +303,7 @@ def task_prompts(cfg: WorldConfig, context: str, n: int, evidence: int, seed: in
     domains = [get_domain(d) for d in DOMAIN_NAMES]
     out = []
     for _ in range(n):
-        if context == "assistant":
-            agent, choices, prior = ASSISTANT, [], cfg.bad_assistant_share
-        elif context in ("good_evidence", "bad_evidence"):
-            agent, prior = rng.choice(CHARACTERS), cfg.bad_character_share
-            choices = [context == "good_evidence"] * evidence
-        else:
-            raise ValueError(f"unknown context {context!r}; known: {CONTEXTS}")
-        words = ["story", "of", agent, "."]
-        for aligned in choices:
-            words += episode(agent, rng.choice(domains), aligned, rng)
+        agent, choices, prior, words = _evidence(cfg, context, evidence, domains, rng)
         prompt, answer = task_episode_prompt(agent, rng, rng.choice(cfg.capability_levels))
         out.append(BehaviourPrompt([*words, *prompt], answer[0], SHORTCUT[0], TASK, context,
                                    bayes.p_aligned(prior, cfg.epsilon, choices)))
