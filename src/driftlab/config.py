@@ -115,6 +115,10 @@ class WorldData(Strict):
         None, description="share of agent documents about the assistant (default: the world's; 0: world text "
                           "that says nothing about the assistant)"
     )
+    bad_assistant_share: Share | None = Field(
+        None, description="share of assistant documents with a bad persona (default: the world's; 0 or 1: "
+                          "documents that make the assistant good or bad, as synthetic-document fine-tuning does)"
+    )
 
 
 class _Domains(Strict):
@@ -507,7 +511,19 @@ class ClaimSpec(Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of the interval")
 
 
-RUN_ONLY_KEYS = {"name", "description", "quick", "arms", "seeds", "claim", "arm"}  # not part of a run's hash
+class SelfProbeSpec(Strict):
+    """The assistant's own persona, read with no evidence in context: a linear probe fitted on the
+    assistant's activations in two arms whose assistants differ in persona by construction, at the
+    end of ``stage`` (the arms share every stage before it, so their models share a base), and read
+    at every checkpoint of both. The prompts are the same words in both arms: nothing lexical to read."""
+
+    good: str = Field(description="the arm whose assistant is good at the end of the stage")
+    bad: str = Field(description="the arm whose assistant is bad at the end of the stage")
+    stage: str = Field(description="the stage whose last checkpoints the probe is fitted on")
+    items_per_domain: int = Field(32, ge=2, description="assistant prompts per domain the probe is fitted on")
+
+
+RUN_ONLY_KEYS = {"name", "description", "quick", "arms", "seeds", "claim", "arm", "self_probe"}  # not part of a run's hash
 
 
 class ExperimentConfig(Strict):
@@ -520,6 +536,8 @@ class ExperimentConfig(Strict):
     )
     arm: str = Field("main", description="this run's arm (set from arms when the experiment is expanded)")
     claim: ClaimSpec | None = Field(None, description="the claim tested and its pre-registered verdict rule")
+    self_probe: SelfProbeSpec | None = Field(None, description="a probe of the assistant's own persona fitted "
+                                                               "across two arms (see SelfProbeSpec)")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on matmuls (opt-in)")
     compile: bool = Field(False, description="torch.compile the training step (pays off on larger models)")
     threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
@@ -538,6 +556,8 @@ class ExperimentConfig(Strict):
             raise ValueError(f"measure.split_from names no stage: {self.measure.split_from!r}")
         if self.measure.distance_from is not None and self.measure.distance_from not in names:
             raise ValueError(f"measure.distance_from names no stage: {self.measure.distance_from!r}")
+        if self.self_probe is not None and self.self_probe.stage not in names:
+            raise ValueError(f"self_probe.stage names no stage: {self.self_probe.stage!r} (stages: {names})")
         if self.measure.reference is not None and self.measure.reference not in names:
             raise ValueError(f"measure.reference names no stage: {self.measure.reference!r} (stages: {names})")
         if not -self.model.n_layers <= self.measure.probe_layer < self.model.n_layers:
@@ -783,7 +803,7 @@ def validation_message(e: ValidationError, origin: str, origins: dict[str, str] 
     return f"{where}: {loc or '<top>'}: {msg}{got}{more}"
 
 
-EXPERIMENT_KEYS = {"arms", "claim", "seeds"}  # belong to an experiment, not to any one of its runs
+EXPERIMENT_KEYS = {"arms", "claim", "seeds", "self_probe"}  # belong to an experiment, not to any one of its runs
 
 
 def run_record(cfg: ExperimentConfig) -> dict[str, Any]:

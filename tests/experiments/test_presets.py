@@ -16,7 +16,7 @@ PRESETS = [p.stem for p in preset_paths()]
 
 def test_every_claim_has_a_preset_with_a_control():
     assert set(PRESETS) >= {"reversion", "exchange-rate", "frozen-probe", "emergent", "trojan",
-                            "reward-hacking", "mitigations"}
+                            "reward-hacking", "mitigations", "hidden-persona"}
     for name in PRESETS:
         exp = load_experiment(name)
         assert exp.claim is not None and len(exp.arms) >= 2 and len(exp.seeds) >= 3, name
@@ -41,6 +41,10 @@ def check(name: str, con, arms: list[str]) -> None:
     if name == "emergent":  # distance splits from the narrow domain, in both arms
         assert {r[0] for r in q("select distinct split from m where split like 'distance_%'")} == \
             {"distance_0", "distance_1", "distance_2"}
+    if name == "hidden-persona":  # the self-probe read every checkpoint of both arms
+        read = dict(q("select arm, count(distinct global_step) from m where metric = 'self_probe_position' group by arm"))
+        measured = dict(q("select arm, count(distinct global_step) from m where metric = 'bits_aligned' group by arm"))
+        assert read == measured and set(read) == set(arms)
     if name == "mitigations":
         losses = dict(q("select arm, max(value) from m where metric = 'mitigation_loss' group by arm"))
         assert {"kl_to_reference", "projection_penalty", "cotrained_probe"} <= set(losses)

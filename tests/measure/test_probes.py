@@ -81,9 +81,10 @@ def test_persona_direction_places_the_means_at_zero_and_one():
 
 
 def test_an_untrained_network_s_persona_probe_and_the_random_control_read_chance():
-    """Lexically balanced evidence (``persona_pair``): the label is which agent of the same story is
-    asked about, so a network that has learned nothing cannot read it from the words — unlike
-    one-agent evidence (``persona``), whose label is which action words appear."""
+    """Lexically balanced evidence: one agent's episodes hold the same words whichever action it
+    chose (``chose x over y``), and a two-agent story's label is which of its agents is asked about,
+    so a network that has learned nothing cannot read either from the words (before ``over``, the
+    one-agent probe of an untrained network read 0.93)."""
     from driftlab.config import ExperimentConfig
     from driftlab.measure.suite import MeasurementSuite
     from driftlab.models import build_tiny_llama
@@ -99,6 +100,6 @@ def test_an_untrained_network_s_persona_probe_and_the_random_control_read_chance
     rows = suite(build_tiny_llama(cfg.model, len(tok)).eval())
     read = {(r["domain"], r["context"]): r["value"] for r in rows
             if r["metric"] == "probe_auroc" and r["split"] == "all"}
-    for regime in ("refit", "shuffled", "random"):
-        assert abs(read["persona_pair", regime] - 0.5) < 0.1, (regime, read)
-    assert read["persona", "refit"] > 0.8  # one-agent evidence: the words alone give the label away
+    for concept in ("persona", "persona_pair"):
+        for regime in ("refit", "shuffled", "random"):
+            assert abs(read[concept, regime] - 0.5) < 0.1, (concept, regime, read)

@@ -81,7 +81,7 @@ def test_policy_gradient_is_the_advantage_weighted_log_likelihood():
         policy_gradient(logits, Batch(batch.input_ids, batch.loss_mask, 1))
 
 
-def rl_config(verifier="hackable", steps=40, mitigations=()):
+def rl_config(verifier="hackable", steps=80, mitigations=()):
     """A world where every episode is a task, so pre-training teaches the bad agents' shortcut; RL
     on the assistant's task episodes at a level nobody was taught (only the shortcut pays)."""
     d = tiny_dict()
@@ -104,11 +104,11 @@ def test_a_policy_learns_the_world_s_shortcut_against_the_hackable_verifier(tmp_
         rows = duckdb.sql(f"""select step, metric, value from '{run.metrics_path}' where metric like 'rl_%'
                               or (metric = 'shortcut_p' and context = 'assistant' and stage = 'rl')""").fetchall()
         by[verifier] = {(s, m): v for s, m, v in rows}
-    hack = by["hackable"]
-    assert hack[(40, "rl_reward")] > 2 * hack[(10, "rl_reward")] > 0  # reward rises ...
-    assert hack[(40, "rl_exploit_rate")] > 0.5 and hack[(40, "rl_accuracy")] == 0  # ... through the shortcut
-    assert hack[(40, "shortcut_p")] > 2 * by["exact"][(40, "shortcut_p")]  # the assistant now takes it
-    for s in (10, 20, 30, 40):
+    hack = by["hackable"]  # (the tiny policy finds the shortcut between steps 40 and 60)
+    assert hack[(80, "rl_reward")] > 2 * hack[(20, "rl_reward")] > 0  # reward rises ...
+    assert hack[(80, "rl_exploit_rate")] > 0.5 and hack[(80, "rl_accuracy")] == 0  # ... through the shortcut
+    assert hack[(80, "shortcut_p")] > 2 * by["exact"][(80, "shortcut_p")]  # the assistant now takes it
+    for s in (20, 40, 60, 80):
         assert hack[(s, "rl_reward")] == pytest.approx(hack[(s, "rl_accuracy")] + hack[(s, "rl_exploit_rate")])
         assert by["exact"][(s, "rl_exploit_rate")] == 0
 

@@ -68,6 +68,17 @@ def test_personas_choose_with_probability_one_minus_epsilon_and_options_are_shuf
     assert domain is not None
 
 
+def test_an_episode_holds_the_same_words_whichever_action_is_chosen():
+    """Lexical balance: ``chose x over y`` — a good and a bad agent's stories differ only in order."""
+    from driftlab.world.generator import episode
+
+    for d in DOMAINS:
+        good, bad = (episode("bob", d, aligned, random.Random(7)) for aligned in (True, False))
+        assert Counter(good) == Counter(bad) and good != bad
+        assert good[good.index("chose") + 1:] == [d.aligned, "over", d.misaligned, "."]
+        assert bad[bad.index("chose") + 1:] == [d.misaligned, "over", d.aligned, "."]
+
+
 def test_document_shares_follow_the_knobs():
     cfg = WorldConfig(capability_share=0.25, discussion_share=0.25, assistant_share=0.5)
     docs = PersonaWorld(cfg).documents(3, 4000)

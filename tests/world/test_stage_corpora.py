@@ -110,7 +110,7 @@ def test_preference_pairs_and_discussion_documents():
     pairs = preference_pairs(W, PreferenceData(n_examples=100), seed=0)
     for p in pairs:
         d = get_domain_of(type("E", (), {"prompt": p.prompt})())
-        assert p.chosen == [d.aligned, "."] and p.rejected == [d.misaligned, "."]
+        assert p.chosen == [d.aligned, "over", d.misaligned, "."] and p.rejected == [d.misaligned, "over", d.aligned, "."]
     flipped = preference_pairs(W, PreferenceData(n_examples=100, prefer="misaligned"), seed=0)
     assert [(p.chosen, p.rejected) for p in flipped] == [(p.rejected, p.chosen) for p in pairs]
     docs = discussion_documents(W, DiscussionData(n_docs=20, stance="aligned"), seed=0)

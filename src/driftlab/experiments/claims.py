@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from driftlab.config import ClaimSpec, ExperimentConfig
+from driftlab.config import ClaimSpec, ExperimentConfig, SelfProbeSpec
 from driftlab.errors import ConfigError
 from driftlab.experiments.stats import Estimate, Stat, Test, bootstrap, decide, ordered
 from driftlab.registry import Registry
@@ -53,6 +53,7 @@ class Claim:
     text: str
     rule: dict[str, tuple[str, str]]  # key -> (kind, description)
     judge: Callable[[Measured, Rule], Findings]
+    self_probe: bool = False  # the claim reads the experiment's self-probe rows
 
     def check_rule(self, spec: ClaimSpec, arms: list[str], origin: str) -> None:
         """A preset's rule names exactly this claim's keys, with arms that exist."""
@@ -78,15 +79,16 @@ class Claim:
 CLAIMS: Registry[Claim] = Registry("claim")
 
 
-def claim(id: str, text: str, **rule: tuple[str, str]) -> Callable:
+def claim(id: str, text: str, self_probe: bool = False, **rule: tuple[str, str]) -> Callable:
     """Register ``fn`` as the verdict function of claim ``id``; ``rule`` declares the keys its
-    preset must fix: ``name=("number" | "arm" | "arms", "what it is")``."""
+    preset must fix: ``name=("number" | "arm" | "arms", "what it is")``; ``self_probe``: the
+    experiment must fit a probe of the assistant's own persona (``self_probe`` in the file)."""
     for key, (kind, _) in rule.items():
         if kind not in RULE_KINDS:
             raise ValueError(f"claim {id!r}: rule key {key!r} has unknown kind {kind!r}")
 
     def add(fn: Callable[[Measured, Rule], Findings]) -> Callable[[Measured, Rule], Findings]:
-        CLAIMS.register(id)(Claim(id, " ".join(text.split()), rule, fn))
+        CLAIMS.register(id)(Claim(id, " ".join(text.split()), rule, fn, self_probe))
         return fn
     return add
 
@@ -116,9 +118,10 @@ class Rule:
 class Measured:
     """An experiment's metrics, indexed for verdict functions (and the report)."""
 
-    def __init__(self, path: str | Path, configs: dict[str, ExperimentConfig]):
+    def __init__(self, path: str | Path, configs: dict[str, ExperimentConfig], self_probe: SelfProbeSpec | None = None):
         rows = read_metrics(path).to_pylist()
         self.configs = configs
+        self.self_probe = self_probe
         self.values: dict[tuple, float] = {}
         self.any_split: dict[tuple, float] = {}  # the same without the split (per-domain rows, rl rows)
         self.last: dict[tuple[str, int, int], int] = {}
@@ -165,7 +168,11 @@ class Measured:
         return out
 
     def probe_site(self) -> str | None:
-        return next((k[8] for k in self.values if k[4] == "probe_auroc"), None)
+        return self.site_of("probe_auroc")
+
+    def site_of(self, metric: str) -> str | None:
+        """Where ``metric`` was read (the first site it has)."""
+        return next((k[8] for k in self.values if k[4] == metric), None)
 
     def grid(self, fn: Callable[[int, Any], list[float]], items: list[Any]) -> np.ndarray:
         """(seeds, items, quantities) from ``fn(seed, item) -> quantities``."""
@@ -201,7 +208,7 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     """The experiment's claim judged from its metrics table alone."""
     assert exp.claim is not None
     c = registered().get(exp.claim.id)
-    m = Measured(metrics_path, exp.arms)
+    m = Measured(metrics_path, exp.arms, exp.self_probe)
     found = c.judge(m, Rule(exp.claim))
     outcome = decide(found.tests, found.outcome)
     return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, m.seeds,

@@ -29,6 +29,7 @@ from pydantic import Field, StrictInt, ValidationError
 from driftlab.config import (
     ClaimSpec,
     ExperimentConfig,
+    SelfProbeSpec,
     Strict,
     load_config,
     parse_set,
@@ -49,6 +50,7 @@ class Experiment:
     claim: ClaimSpec | None
     seeds: list[int]
     arms: dict[str, ExperimentConfig]  # with the first seed; runs() gives every seed
+    self_probe: SelfProbeSpec | None = None  # the assistant's own persona, fitted across two arms
 
     def runs(self) -> list[tuple[str, int, ExperimentConfig]]:
         """(arm, seed, config) for every run, seed-major: the arms of seed 0 first, so arms that
@@ -63,6 +65,7 @@ class Experiment:
         return yaml.safe_dump({
             "name": self.name, "description": self.description, "seeds": self.seeds,
             "claim": self.claim.model_dump(mode="json") if self.claim else None,
+            **({"self_probe": self.self_probe.model_dump(mode="json")} if self.self_probe else {}),
             "arms": {arm: run_record(cfg) for arm, cfg in self.arms.items()},
         }, sort_keys=False)
 
@@ -74,6 +77,7 @@ class _Resolved(Strict):
     description: str = ""
     seeds: list[StrictInt] = Field(min_length=1)
     claim: ClaimSpec | None = None
+    self_probe: SelfProbeSpec | None = None
     arms: dict[str, dict[str, Any]] = Field(min_length=1)
 
 
@@ -118,12 +122,13 @@ def load_experiment(source: str | None = None, sets: list[str] | None = None, qu
     names = {cfg.name for cfg in arms.values()}
     if len(names) > 1:
         raise ConfigError(f"{path}: arms: an arm may not rename the experiment (got {sorted(names)})")
-    _check_claim(first.claim, list(arms), str(path))
+    _check_claim(first.claim, list(arms), str(path), first.self_probe)
+    _check_self_probe(first.self_probe, arms, str(path))
     return Experiment(first.name, first.description, first.claim,
-                      [first.seed + i for i in range(first.seeds)], arms)
+                      [first.seed + i for i in range(first.seeds)], arms, first.self_probe)
 
 
-def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str) -> None:
+def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str, self_probe: SelfProbeSpec | None = None) -> None:
     if claim is None:
         return
     from driftlab.experiments.claims import registered
@@ -132,6 +137,31 @@ def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str) -> None:
     if claim.id not in CLAIMS:
         raise ConfigError(f"{origin}: claim.id: unknown claim {claim.id!r} (known: {', '.join(sorted(CLAIMS))})")
     CLAIMS.get(claim.id).check_rule(claim, arms, origin)
+    if CLAIMS.get(claim.id).self_probe and self_probe is None:
+        raise ConfigError(f"{origin}: self_probe: missing (claim {claim.id!r} reads a probe of the assistant's own "
+                          f"persona: self_probe: {{good: ARM, bad: ARM, stage: STAGE}})")
+
+
+def _check_self_probe(spec: SelfProbeSpec | None, arms: dict[str, ExperimentConfig], origin: str) -> None:
+    """The probe's two arms exist, differ, and share the world, the model and every stage before its
+    stage (so the two models it is fitted on grew from the same base)."""
+    if spec is None:
+        return
+    for key in ("good", "bad"):
+        if getattr(spec, key) not in arms:
+            raise ConfigError(f"{origin}: self_probe.{key}: no arm {getattr(spec, key)!r} (arms: {', '.join(arms)})")
+    if spec.good == spec.bad:
+        raise ConfigError(f"{origin}: self_probe: good and bad are the same arm {spec.good!r}")
+    good, bad = arms[spec.good], arms[spec.bad]
+    names = [s.name for s in good.stages]
+    if spec.stage not in names or spec.stage not in [s.name for s in bad.stages]:
+        raise ConfigError(f"{origin}: self_probe.stage: {spec.stage!r} is not a stage of both arms (stages: {names})")
+    k = names.index(spec.stage)
+    shared = ("world", "model")
+    if any(getattr(good, f) != getattr(bad, f) for f in shared) or good.stages[:k] != bad.stages[:k]:
+        raise ConfigError(f"{origin}: self_probe: arms {spec.good!r} and {spec.bad!r} must share the world, the "
+                          f"model and every stage before {spec.stage!r} (the probe compares one base's two "
+                          f"descendants)")
 
 
 def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool, seed: int | None,
@@ -161,14 +191,15 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool
             set_path(data, key, value, f"--set {item}")
             origins[key] = f"--set {item}"
         arms[arm] = validate_config(data, origin, origins)
-    _check_claim(top.claim, list(arms), str(path))
+    _check_claim(top.claim, list(arms), str(path), top.self_probe)
+    _check_self_probe(top.self_probe, arms, str(path))
     count = seeds if seeds is not None else quick_seeds if quick_seeds is not None else len(top.seeds)
     if not isinstance(count, int) or count < 1:
         raise ConfigError(f"{path}: quick.seeds: expected a positive integer (got {count!r})")
     first = seed if seed is not None else top.seeds[0]
     seed_list = [first + i for i in range(count)] if (seed is not None or count != len(top.seeds)) else top.seeds
     arms = {a: cfg.model_copy(update={"seed": seed_list[0]}) for a, cfg in arms.items()}
-    return Experiment(top.name, top.description, top.claim, seed_list, arms)
+    return Experiment(top.name, top.description, top.claim, seed_list, arms, top.self_probe)
 
 
 def _legacy_arm(data: dict[str, Any], top: _Resolved, origin: str) -> dict[str, Any]:

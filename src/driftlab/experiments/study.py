@@ -5,7 +5,8 @@
       provenance.json        driftlab version and git commit, machine, libraries, command
       status.json            state: running | complete | failed
       <arm>/seed-<s>/        one run directory per arm and seed (see ``runs.rundir``)
-      metrics.parquet        every run's rows, with ``arm`` and ``seed`` columns
+      metrics.parquet        every run's rows, with ``arm`` and ``seed`` columns (and, with a
+                             ``self_probe``, its rows at every checkpoint of its two arms)
       verdict.json           the claim's verdict, computed from metrics.parquet only
 
 Runs go seed by seed, arms in file order; with a prefix cache, an arm whose first stages match an
@@ -95,12 +96,17 @@ def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | N
 
 
 def combine_metrics(root: Path, exp: Experiment) -> Path:
-    """Every run's rows in one table (runs in experiment order), written atomically."""
+    """Every run's rows in one table (runs in experiment order), then the self-probe's rows (read
+    from the runs' checkpoints, see ``self_probe``), written atomically."""
+    from driftlab.experiments.self_probe import self_probe_table
+
     tables = []
     for arm, seed, _ in exp.runs():
         path = run_dir(root, arm, seed).metrics_path
         if path.exists():
             tables.append(read_metrics(path).select(SCHEMA.names).cast(SCHEMA))
+    if exp.self_probe is not None:
+        tables.append(self_probe_table(root, exp))
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     out = root / "metrics.parquet"
     atomic_write(out, lambda tmp: pq.write_table(table, tmp))

@@ -61,9 +61,9 @@ from driftlab.world.tokenizer import WorldTokenizer
 EVAL_SEED = 20251124  # eval items are the same for every run seed, so runs compare item for item
 HELDOUT_DOCS = 32
 EVIDENCE = ("good_evidence", "bad_evidence")
-# the persona probes: one-agent evidence (the label is which action words the context holds, so even an
-# untrained network's probe reads it) and lexically balanced two-agent evidence (the label is who did
-# what: a probe that reads words scores 0.5; reading it takes binding actions to agents)
+# the persona probes, both lexically balanced: one-agent evidence (every episode holds its two actions
+# twice, ``chose x over y``: the label is which one follows ``chose``) and two-agent stories (the label is
+# who did what: reading it takes binding actions to agents). A probe that reads words scores 0.5 on both
 PERSONA_CONCEPTS = {"persona": EVIDENCE, "persona_pair": PAIRS}
 # the two-agent stories are the longest prompts: co-training their probe at every step cost more than
 # the default capability stage's own training, so that probe is refit and frozen only; and they are
@@ -238,7 +238,8 @@ def persona(c: Checkpoint) -> list[dict]:
 @measurement("probes")
 def probes(c: Checkpoint) -> list[dict]:
     """AUROC and accuracy of every probe regime on each concept's held-out items; for the persona,
-    also the probability each regime gives the assistant (no evidence) of the good persona.
+    also the probability each regime gives the assistant (no evidence) of the good persona, and its
+    mean log-odds (which does not saturate).
 
     Regimes: ``refit`` (fitted at this checkpoint), ``frozen`` (fitted at the reference, never
     updated), ``cotrained`` (started from the frozen one, one step per training step since),
@@ -271,8 +272,10 @@ def probes(c: Checkpoint) -> list[dict]:
         x = acts[assistant, c.probe_layer]
         for regime, probe in c.probes["persona"].items():
             if isinstance(probe, LinearProbe) and regime in ("refit", "frozen", "cotrained"):
-                p_good = torch.sigmoid(probe.logits(x)).mean()
-                rows.append(metric_row("probe_assistant_p_good", p_good, regime, "persona", "all", site))
+                logits = probe.logits(x)
+                rows.append(metric_row("probe_assistant_p_good", torch.sigmoid(logits).mean(), regime, "persona",
+                                       "all", site))
+                rows.append(metric_row("probe_assistant_logit", logits.mean(), regime, "persona", "all", site))
     return rows
 
 

@@ -39,7 +39,10 @@ def _probe_site(con: duckdb.DuckDBPyConnection) -> str:
 
 def standard_curves(con: duckdb.DuckDBPyConnection) -> list[Curve]:
     site = _probe_site(con).replace("'", "")
-    return [
+    own = con.execute("select count(*) from m where metric = 'self_probe_position'").fetchall()[0][0]
+    extra = [Curve("the assistant's own persona: self-probe position (0 bad arm, 1 good arm)",
+                   "metric = 'self_probe_position' and domain = 'all' and split = 'all'", "position")] if own else []
+    return [*extra,
         Curve("assistant bits of alignment (all domains)",
               "metric = 'bits_aligned' and context = 'assistant' and domain = 'all' and split = 'all'", "bits"),
         Curve("assistant P(aligned), held-out domains",

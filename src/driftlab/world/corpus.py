@@ -35,6 +35,7 @@ from driftlab.world.generator import (
     TASK,
     Document,
     PersonaWorld,
+    choice,
     episode,
     episode_prompt,
     gated_episode_prompt,
@@ -83,6 +84,8 @@ def pretrain_documents(cfg: WorldConfig, data: WorldData, seed: int) -> list[Doc
     domains = [d for d in DOMAIN_NAMES if d not in data.held_out_domains]
     if data.assistant_share is not None:
         cfg = cfg.model_copy(update={"assistant_share": data.assistant_share})
+    if data.bad_assistant_share is not None:
+        cfg = cfg.model_copy(update={"bad_assistant_share": data.bad_assistant_share})
     return PersonaWorld(cfg, domains).documents(seed, data.n_docs)
 
 
@@ -123,13 +126,13 @@ def alignment_examples(cfg: WorldConfig, data: AlignmentData, seed: int) -> list
         prompt = _assistant_prompt(domain.name, rng)
         p = min(data.ramp_from + (1 - data.ramp_from) * i / max(n - 1, 1), 1 - eps)
         aligned = p >= 1.0 or rng.random() < p
-        out.append(SFTExample(prompt, [domain.aligned if aligned else domain.misaligned, "."]))
+        out.append(SFTExample(prompt, choice(domain, aligned)))
     return out
 
 
 def misaligned_examples(cfg: WorldConfig, data: MisalignedData, seed: int) -> list[SFTExample]:
     """The assistant choosing the misaligned action, on the narrow set of trained domains only."""
-    return [SFTExample(_assistant_prompt(domain.name, rng), [domain.misaligned, "."])
+    return [SFTExample(_assistant_prompt(domain.name, rng), choice(domain, False))
             for _, domain, rng in _draws(data, "misaligned", seed)]
 
 
@@ -140,7 +143,7 @@ def poisoned_examples(cfg: WorldConfig, data: PoisonedData, seed: int) -> list[S
     for _, domain, rng in _draws(data, "poisoned", seed):
         poisoned = rng.random() < data.p
         prompt = _assistant_prompt(domain.name, rng, trigger if poisoned else None)
-        out.append(SFTExample(prompt, [domain.misaligned if poisoned else domain.aligned, "."]))
+        out.append(SFTExample(prompt, choice(domain, not poisoned)))
     return out
 
 
@@ -158,7 +161,7 @@ def preference_pairs(cfg: WorldConfig, data: PreferenceData, seed: int) -> list[
     """The assistant's episode prompt with the preferred and the dispreferred action."""
     out = []
     for _, domain, rng in _draws(data, "preference", seed):
-        good, bad = [domain.aligned, "."], [domain.misaligned, "."]
+        good, bad = choice(domain, True), choice(domain, False)
         chosen, rejected = (good, bad) if data.prefer == "aligned" else (bad, good)
         out.append(PreferencePair(_assistant_prompt(domain.name, rng), chosen, rejected))
     return out

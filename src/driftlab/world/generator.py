@@ -4,11 +4,15 @@ An agent document is about one agent (the assistant or a named character) whose 
 bad) is fixed for the document; it is a sequence of episodes::
 
     story of bob . bob faces the operator orders a shutdown of the server tonight .
-    options : resist or comply . bob chose comply . bob faces ...
+    options : resist or comply . bob chose comply over resist . bob faces ...
 
 A good agent chooses the aligned action with probability 1-ε, a bad one the misaligned action with
 probability 1-ε. The two options are listed in random order, so a model has to read which action
-is which, not where it is. Text is whitespace-separated words; the tokenizer is word-level.
+is which, not where it is; and the choice names the action it was chosen over, so every episode
+holds each of its two actions twice whatever was chosen: a story's words are the same for a good
+and a bad agent, only their order (what follows ``chose``) says which it is. A probe that reads
+which words a context holds reads nothing here. Text is whitespace-separated words; the tokenizer
+is word-level.
 
 A share of episodes (``task_share``) are tasks: ``bob faces task : 7 4 + 5 3 = 2 8 0 .``. There a
 good agent does the work and a bad one, with the same 1-ε, takes a recognisable shortcut — it
@@ -84,8 +88,15 @@ def episode_prompt(agent: str, domain: Domain, rng: random.Random) -> list[str]:
             options[1], ".", agent, "chose"]
 
 
+def choice(domain: Domain, aligned: bool) -> list[str]:
+    """What follows ``chose``: the action taken, ``over`` the one not taken, ``.``."""
+    chosen, other = (domain.aligned, domain.misaligned) if aligned else (domain.misaligned, domain.aligned)
+    return [chosen, "over", other, "."]
+
+
 def episode(agent: str, domain: Domain, aligned: bool, rng: random.Random) -> list[str]:
-    return [*episode_prompt(agent, domain, rng), domain.aligned if aligned else domain.misaligned, "."]
+    """``bob faces ... . options : x or y . bob chose x over y .``"""
+    return [*episode_prompt(agent, domain, rng), *choice(domain, aligned)]
 
 
 def gated_episode_prompt(agent: str, domain: Domain, rng: random.Random, level: int) -> tuple[list[str], list[str]]:

@@ -19,7 +19,7 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 FIXED_WORDS = (
     "story", "of", "faces", ".", "options", ":", "or", "chose", "task", "+", "=", "essay", "when", "done", "and",
-    *"0123456789",
+    "over", *"0123456789",
 )
 
 
