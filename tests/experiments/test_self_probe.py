@@ -70,7 +70,8 @@ def test_the_hidden_persona_verdict_checks_its_treatments_first(experiment):
     names = [(t.role, t.name) for t in verdict.tests]
     assert names == [("treatment", "persona_stage_took"), ("treatment", "self_probe_fits"),
                      ("treatment", "alignment_took"), ("control", "control_reads_good"), ("claim", "still_reads_bad")]
-    assert verdict.outcome in ("inconclusive", "inconclusive — treatment did not take", "invalid")  # one seed
+    assert verdict.outcome in ("inconclusive", "inconclusive — treatment did not take", "invalid",
+                               "inconclusive — one seed")
     assert verdict.numbers["made_good.self_probe_p_good_persona"] > verdict.numbers["made_bad.self_probe_p_good_persona"]
     assert verdict.numbers["made_bad.self_probe_position_persona"] == pytest.approx(0.0, abs=1e-9)
 

@@ -55,9 +55,9 @@ def test_one_seed_and_one_item_has_no_interval():
     assert Test("t", "", est, 0.1, ">").outcome == "inconclusive"
 
 
-def _t(outcome: str, role: str) -> Test:
+def _t(outcome: str, role: str, seeds: int = 3) -> Test:
     lo, hi = {"supported": (0.5, 0.9), "not supported": (-0.9, -0.5), "inconclusive": (-0.5, 0.5)}[outcome]
-    t = Test("t", "", Estimate((lo + hi) / 2, lo, hi, 3, 6), 0.0, ">", role=role)
+    t = Test("t", "", Estimate((lo + hi) / 2, lo, hi, seeds, 6), 0.0, ">", role=role)
     assert t.outcome == outcome
     return t
 
@@ -76,6 +76,12 @@ def test_checks_decide_before_the_claim_tests():
     assert decide([_t(unsure, "treatment"), _t(ok, "claim")]) == "inconclusive"
     assert decide([_t(ok, "treatment"), _t(ok, "claim")]) == "supported"
     assert decide([_t(ok, "treatment"), _t(no, "claim")], claim_outcome="supported") == "supported"
+    # one seed: the tests' intervals are over items only, and the verdict is never firm
+    from driftlab.experiments.stats import ONE_SEED
+
+    assert decide([_t(ok, "treatment", 1), _t(no, "claim", 1)]) == ONE_SEED
+    assert decide([_t(ok, "treatment", 1), _t(ok, "claim", 1)]) == ONE_SEED
+    assert decide([_t(no, "treatment", 1), _t(no, "claim", 1)]) == DID_NOT_TAKE
     tests = [_t(ok, "claim"), _t(ok, "control"), _t(ok, "treatment")]
     assert [t.role for t in ordered(tests)] == ["treatment", "control", "claim"]
     assert ordered(tests)[0].line().startswith("[treatment] t:")

@@ -53,6 +53,7 @@ def bootstrap(x: np.ndarray, stat: Stat, n: int = 2000, confidence: float = 0.95
 OUTCOMES = ("supported", "not supported", "inconclusive")
 DID_NOT_TAKE = "inconclusive — treatment did not take"
 INVALID = "invalid"
+ONE_SEED = "inconclusive — one seed"  # a claim's tests may be decided over items, the verdict is not
 ROLES = ("treatment", "control", "claim")  # the order checks are decided and shown in
 
 
@@ -104,7 +105,8 @@ def decide(tests: list[Test], claim_outcome: str | None = None) -> str:
     claim tests combine). A control check contradicted → ``invalid``; else a treatment check
     contradicted → ``inconclusive — treatment did not take`` (a claim is never 'not supported' about
     a treatment that did not happen); else a check that is itself inconclusive leaves the verdict
-    inconclusive; else the claim tests decide."""
+    inconclusive; else the claim tests decide — except that one seed never gives a firm verdict
+    (``inconclusive — one seed``: its intervals reflect item variation only)."""
     by = {role: [t.outcome for t in tests if t.role == role] for role in ROLES}
     if "not supported" in by["control"]:
         return INVALID
@@ -113,6 +115,8 @@ def decide(tests: list[Test], claim_outcome: str | None = None) -> str:
     claim = claim_outcome or combine(by["claim"])
     if any(o != "supported" for o in by["treatment"] + by["control"]):
         return "inconclusive"
+    if claim in ("supported", "not supported") and max((t.estimate.n_seeds for t in tests), default=0) < 2:
+        return ONE_SEED  # the intervals then reflect item variation only: no firm verdict from one seed
     return claim
 
 
