@@ -1,9 +1,10 @@
 """Internals against Persona World's ground truth, on a small pre-training run (about a minute).
 
-The default model, pre-trained for 240 steps (2M tokens, past the point where it learns to infer
-the persona in context): the persona probe reads held-out documents, its shuffled-label control
-does not, and the persona projection orders contexts as the Bayes posterior does — which the
-untrained model, whose probe already separates good from bad evidence by the words alone, does not.
+The default model, pre-trained for 400 steps (3.3M tokens, past the point where it learns to infer
+the persona in context: at the default schedule the probe goes 0.52 → 0.91 → 1.00 between steps 180
+and 270): the persona probe reads held-out documents, its shuffled-label control does not, and the
+persona projection orders contexts as the Bayes posterior does. The evidence is lexically balanced
+(``chose x over y``), so the untrained model's probe reads chance.
 """
 
 import duckdb
@@ -19,7 +20,7 @@ from driftlab.world.corpus import behaviour_prompts
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.tokenizer import WorldTokenizer
 
-SMALL = ["stages.0.steps=240", "stages.0.data.n_docs=8000", "stages.0.checkpoints={log: 0, linear: 1}",
+SMALL = ["stages.0.steps=400", "stages.0.data.n_docs=8000", "stages.0.checkpoints={log: 0, linear: 1}",
          "measure.reference=pretrain"]
 
 
@@ -60,6 +61,13 @@ def projections_by_evidence(run, cfg, checkpoint):
     return sorted(out)
 
 
+TIES = 0.05  # relative projection units (0 = the bad mean, 1 = the good mean)
+
+
+def monotone(values: list[float], tol: float) -> bool:
+    return all(b >= a - tol for a, b in zip(values, values[1:]))
+
+
 @pytest.mark.slow
 def test_probe_reads_the_persona_and_its_control_does_not(small_run):
     run, _ = small_run
@@ -73,13 +81,15 @@ def test_probe_reads_the_persona_and_its_control_does_not(small_run):
 def test_projection_orders_contexts_as_the_bayes_posterior(small_run):
     run, cfg = small_run
     stage_dir = run.stage_dir(0, "pretrain")
-    trained = projections_by_evidence(run, cfg, stage_dir / "step-0000240.safetensors")
+    trained = projections_by_evidence(run, cfg, stage_dir / "step-0000400.safetensors")
     bayes = [b for b, _ in trained]
     assert all(b2 - b1 > 0.005 for b1, b2 in zip(bayes, bayes[1:]))  # seven distinct posteriors
     proj = [p for _, p in trained]
-    assert proj == sorted(proj), trained
+    # monotone in the posterior, up to ties where it saturates: 2 and 3 bad episodes (Bayes 0.11 and
+    # 0.10) both sit at the bad mean, the direction's own end
+    assert monotone(proj, TIES), trained
     assert proj[0] < 0.15 and proj[-1] > 0.85, trained  # bad evidence near the bad mean, good near good
     untrained = [p for _, p in projections_by_evidence(run, cfg, stage_dir / "step-0000000.safetensors")]
-    assert untrained != sorted(untrained)  # the ordering is learned, not a property of the words
+    assert not monotone(untrained, TIES), untrained  # the ordering is learned, not a property of the words
     gap = end_of_pretraining(run, "bayes_gap_bits", context="good_evidence", domain="all", split="all")
     assert gap < 0.75, gap
