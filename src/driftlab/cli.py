@@ -194,8 +194,8 @@ def _print_summary(metrics_paths: list[Path]) -> None:
     stages = [{k: _mean([s[i][k] for s in per_seed if i < len(s)]) if k != "stage" else row["stage"]
                for k in row} for i, row in enumerate(per_seed[0])]
     table = Table(title="Behaviour, internals and weights at the end of each stage (from metrics.parquet)",
-                  title_justify="left", caption="persona projection: 0 = the bad agent's mean, 1 = the good agent's, in "
-                  "two-agent stories at the probe layer; probes read held-out items", caption_justify="left")
+                  title_justify="left", caption="persona projection: 0 = the mean after bad evidence, 1 = after good evidence (one "
+                  "agent), at the probe layer; probes read held-out items", caption_justify="left")
     table.add_column("")
     for stage in stages:
         table.add_column(stage["stage"], justify="right")
