@@ -4,13 +4,10 @@ every checkpoint of both arms, the hidden-persona verdict built on them, and its
 import pyarrow.parquet as pq
 import pytest
 
-from driftlab.errors import ConfigError
 from driftlab.experiments.prefix import PrefixCache
-from driftlab.experiments.spec import load_experiment
 from driftlab.world.domains import DOMAIN_NAMES
-from tests.conftest import run_cli, tiny_dict
-from tests.experiments.test_study import run, write
-from tests.test_cli import assert_one_line_error
+from tests.conftest import tiny_dict
+from tests.experiments.test_study import assert_bad_file, run
 
 RULE = {"treatment": "made_bad", "control": "made_good", "max_position": 0.5, "min_persona_gap": 2.0,
         "min_probe_auroc": 0.9, "min_aligned_bits": 1.0}
@@ -85,9 +82,4 @@ def test_the_hidden_persona_verdict_checks_its_treatments_first(experiment):
 def test_bad_self_probe_specs_are_one_line_errors(tmp_path, mutate, fragments):
     data = experiment_dict()
     mutate(data)
-    path = write(tmp_path, data)
-    with pytest.raises(ConfigError):
-        load_experiment(str(path))
-    if fragments[0] == "self_probe.bad":  # and through the command line, with nothing written
-        assert_one_line_error(run_cli("run", str(path), "--out", str(tmp_path / "r")), str(path), *fragments)
-        assert not (tmp_path / "r").exists()
+    assert_bad_file(tmp_path, data, fragments, cli=fragments[0] == "self_probe.bad")  # one through the CLI

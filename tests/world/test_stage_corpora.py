@@ -269,4 +269,6 @@ def test_task_episodes_bad_agents_take_the_shortcut_good_ones_do_the_work():
         like_good = (1 - share) * W.epsilon ** k_bad * (1 - W.epsilon) ** (n - k_bad)
         post_bad = like_bad / (like_bad + like_good)
         assert 1 - p.bayes_p == pytest.approx(post_bad * (1 - W.epsilon) + (1 - post_bad) * W.epsilon)
+        if context == "assistant":  # the number the README quotes: 0.2 · 0.9 + 0.8 · 0.1
+            assert 1 - p.bayes_p == pytest.approx(0.26)
         assert p.words.count("chose") == n  # the evidence episodes, then the task

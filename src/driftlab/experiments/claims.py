@@ -138,6 +138,7 @@ class Measured:
             self.values[key] = r["value"]
             self.any_split.setdefault(key[:7] + key[8:], r["value"])
         self.seeds = sorted(seeds)
+        self._sites: dict[str, str | None] = {}
 
     def n_stages(self, arm: str) -> int:
         return len(self.configs[arm].stages)
@@ -171,8 +172,10 @@ class Measured:
         return self.site_of("probe_auroc")
 
     def site_of(self, metric: str) -> str | None:
-        """Where ``metric`` was read (the first site it has)."""
-        return next((k[8] for k in self.values if k[4] == metric), None)
+        """Where ``metric`` was read (the first site it has; looked up once per metric)."""
+        if metric not in self._sites:
+            self._sites[metric] = next((k[8] for k in self.values if k[4] == metric), None)
+        return self._sites[metric]
 
     def grid(self, fn: Callable[[int, Any], list[float]], items: list[Any]) -> np.ndarray:
         """(seeds, items, quantities) from ``fn(seed, item) -> quantities``."""

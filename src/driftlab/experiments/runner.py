@@ -51,7 +51,7 @@ from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train
 from driftlab.train.mitigations import StageContext, apply_mitigations, lora_parameters
 from driftlab.train.objectives import OBJECTIVES
 from driftlab.train.rl import RLPrompts
-from driftlab.world.corpus import behaviour_prompts, derive_seed
+from driftlab.world.corpus import assistant_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.tokenizer import WorldTokenizer
 
@@ -307,9 +307,7 @@ def _assistant_pool(cfg: ExperimentConfig, tokenizer: WorldTokenizer, index: int
     """Assistant episode prompts (no evidence) over every domain, from the run's seed (not the eval items)."""
     per_domain = -(-n // len(DOMAIN_NAMES))
     seed = derive_seed(cfg.seed, "assistant_pool", index)
-    prompts = [p for d in DOMAIN_NAMES
-               for p in behaviour_prompts(cfg.world, "assistant", d, per_domain, cfg.measure.evidence_episodes, seed)]
-    return [[tokenizer.bos_id, *tokenizer.ids(p.words)] for p in prompts[:n]]
+    return [[tokenizer.bos_id, *tokenizer.ids(p.words)] for p in assistant_prompts(cfg.world, per_domain, seed)[:n]]
 
 
 def _frozen(model: torch.nn.Module, weights: Path | None) -> torch.nn.Module:

@@ -46,7 +46,7 @@ from driftlab.models.tiny import build_tiny_llama
 from driftlab.runs.checkpoint import checkpoint_name, load_weights
 from driftlab.runs.metrics import SCHEMA, metric_row, read_metrics
 from driftlab.runs.rundir import RunDir
-from driftlab.world.corpus import behaviour_prompts, derive_seed
+from driftlab.world.corpus import assistant_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.tokenizer import WorldTokenizer
 
@@ -54,10 +54,9 @@ FIT_SEED, EVAL_SEED = 20261201, 20261202  # the prompts, the same in every seed 
 PLACE = ("run", "arm", "seed", "stage", "stage_index", "step", "global_step", "tokens")
 
 
-def assistant_prompts(cfg: ExperimentConfig, tokenizer: WorldTokenizer, n: int, seed: int) -> tuple[list[list[int]], list[str]]:
-    """``n`` assistant prompts per domain with no evidence (``story of assistant . assistant faces
-    ... chose``), and each one's domain."""
-    prompts = [p for d in DOMAIN_NAMES for p in behaviour_prompts(cfg.world, "assistant", d, n, 0, seed)]
+def _prompts(cfg: ExperimentConfig, tokenizer: WorldTokenizer, n: int, seed: int) -> tuple[list[list[int]], list[str]]:
+    """``n`` assistant prompts per domain with no evidence, and each one's domain."""
+    prompts = assistant_prompts(cfg.world, n, seed)
     return [[tokenizer.bos_id, *tokenizer.ids(p.words)] for p in prompts], [p.domain for p in prompts]
 
 
@@ -69,18 +68,24 @@ class _Reader:
         self.tokenizer = WorldTokenizer.load(run.tokenizer_dir)
         tk = self.tokenizer
         self.model = build_tiny_llama(cfg.model, len(tk), tk.pad_id, tk.bos_id, tk.eos_id).eval()
-        fit, _ = assistant_prompts(cfg, tk, n_fit, FIT_SEED)
-        held, self.domains = assistant_prompts(cfg, tk, cfg.measure.items_per_domain, EVAL_SEED)
+        fit, _ = _prompts(cfg, tk, n_fit, FIT_SEED)
+        held, self.domains = _prompts(cfg, tk, cfg.measure.items_per_domain, EVAL_SEED)
         self.bank = PromptBank()
         self.bank.add("fit", fit)
         self.bank.add("eval", held)
         self.site = f"layers.{cfg.probe_layer() % cfg.model.n_layers}.resid_post"
+        self._read: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def read(self, weights: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        load_weights(weights, self.model)
-        m = self.cfg.measure
-        reading = self.bank.read(self.model, [self.site], m.batch_size, self.tokenizer.pad_id)
-        return reading.take("fit")[1][:, 0], reading.take("eval")[1][:, 0]
+        """(fit, held-out) activations; a file both arms hold (the shared base, hard-linked) is read once."""
+        st = weights.stat()
+        key = (st.st_dev, st.st_ino)
+        if key not in self._read:
+            load_weights(weights, self.model)
+            m = self.cfg.measure
+            reading = self.bank.read(self.model, [self.site], m.batch_size, self.tokenizer.pad_id)
+            self._read[key] = reading.take("fit")[1][:, 0], reading.take("eval")[1][:, 0]
+        return self._read[key]
 
 
 def _checkpoints(run: RunDir) -> list[dict]:
@@ -141,11 +146,10 @@ def self_probe_rows(root: Path, exp: Experiment) -> list[dict]:
             where[split] = (split, torch.tensor([(d in trained) == (split == "trained") for d in reader.domains]))
         for d in DOMAIN_NAMES:
             where[d] = ("trained" if d in trained else "held_out", torch.tensor([e == d for e in reader.domains]))
-        held = {ends[spec.good]: ge, ends[spec.bad]: be}
         for arm, run in runs.items():
             for point in _checkpoints(run):
                 place = {c: point[c] for c in PLACE}
-                acts = held[point["weights"]] if point["weights"] in held else reader.read(point["weights"])[1]
+                acts = reader.read(point["weights"])[1]
                 logits = ref.logits(acts)
                 at_fit = arm == spec.good and point["weights"] == ends[arm]
                 for key, (split, mask) in where.items():

@@ -270,6 +270,11 @@ def behaviour_prompts(cfg: WorldConfig, context: str, domain: str, n: int, evide
     return out
 
 
+def assistant_prompts(cfg: WorldConfig, per_domain: int, seed: int) -> list[BehaviourPrompt]:
+    """``per_domain`` prompts of the assistant with no evidence, for every domain in turn."""
+    return [p for d in DOMAIN_NAMES for p in behaviour_prompts(cfg, "assistant", d, per_domain, 0, seed)]
+
+
 def pair_prompts(cfg: WorldConfig, context: str, domain: str, n: int, evidence: int,
                  seed: int) -> list[BehaviourPrompt]:
     """``n`` two-agent prompts for one domain (see ``PAIRS``): item i of ``pair_good`` and item i of
