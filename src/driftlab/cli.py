@@ -168,7 +168,7 @@ def _print_verdict(verdict) -> None:
     colour = {"supported": "green", "not supported": "red", "invalid": "red"}.get(verdict.outcome, "yellow")
     console.print(f"[bold]claim {verdict.claim}[/]: {verdict.text}", highlight=False, soft_wrap=True)
     console.print(f"verdict: [bold {colour}]{verdict.outcome.upper()}[/] ({len(verdict.seeds)} seed{'' if len(verdict.seeds) == 1 else 's'}, "
-                  f"{verdict.confidence:.0%} bootstrap intervals)", highlight=False)
+                  f"{verdict.confidence:.0%} intervals: {verdict.interval})", highlight=False)
     for t in verdict.tests:  # checks first (treatment, control), then the claim's tests
         console.print(escape(f"  {t.line()}  — {t.description}"), highlight=False, soft_wrap=True)
     for note in verdict.notes:

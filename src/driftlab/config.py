@@ -507,8 +507,7 @@ class ClaimSpec(Strict):
     rule: dict[str, float | str | list[str]] = Field(
         {}, description="the verdict function's thresholds and the arms it compares (pre-registered)"
     )
-    bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for the confidence interval")
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of the interval")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of every interval (a jackknife-t over seeds)")
 
 
 class SelfProbeSpec(Strict):

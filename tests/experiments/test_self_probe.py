@@ -22,7 +22,7 @@ def experiment_dict() -> dict:
     d["stages"] = [pretrain, persona, align]
     d["arms"] = {"made_bad": {}, "made_good": {"stages.1.data.bad_assistant_share": 0.0}}
     d["self_probe"] = {"good": "made_good", "bad": "made_bad", "stage": "persona", "items_per_domain": 4}
-    d["claim"] = {"id": "hidden-persona", "rule": dict(RULE), "bootstrap": 200}
+    d["claim"] = {"id": "hidden-persona", "rule": dict(RULE)}
     return d
 
 

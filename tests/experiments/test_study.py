@@ -25,7 +25,7 @@ def experiment_dict(seeds: int = 1) -> dict:
     d = tiny_dict()
     d["name"] = "tinyrev"
     d["seeds"] = seeds
-    d["claim"] = {"id": "reversion", "rule": dict(RULE), "bootstrap": 500}
+    d["claim"] = {"id": "reversion", "rule": dict(RULE)}
     d["arms"] = {"capability": {}, "more_alignment": {
         "stages.2.name": "more_align",
         "stages.2.data": {"source": "alignment", "n_examples": 64, "held_out_domains": ["harm"]}}}

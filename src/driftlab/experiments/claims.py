@@ -6,7 +6,7 @@
 
 A verdict function reads nothing but the experiment's metrics (through ``Measured``) and the
 thresholds fixed in the preset's ``claim.rule``; it returns pre-registered ``Test``s, each an
-effect with a bootstrap interval over seeds and items, plus the numbers behind them. Each test has a
+effect with an interval over seeds (``stats.jackknife_t``), plus the numbers behind them. Each test has a
 role: *treatment* checks (did the treatment take: capability gained, reward gained, the narrow
 stage flipped its domain), *control* checks (did the control behave), and the *claim*'s tests.
 A contradicted control check makes the verdict ``invalid``; a contradicted treatment check makes
@@ -28,7 +28,7 @@ import numpy as np
 
 from driftlab.config import ClaimSpec, ExperimentConfig, SelfProbeSpec
 from driftlab.errors import ConfigError
-from driftlab.experiments.stats import Estimate, Stat, Test, bootstrap, decide, ordered
+from driftlab.experiments.stats import INTERVAL, Estimate, Stat, Test, decide, jackknife_t, ordered
 from driftlab.registry import Registry
 from driftlab.runs.metrics import read_metrics
 
@@ -94,7 +94,7 @@ def claim(id: str, text: str, self_probe: bool = False, **rule: tuple[str, str])
 
 
 class Rule:
-    """A preset's pre-registered rule, and the bootstrap settings every test uses."""
+    """A preset's pre-registered rule, and the confidence every test's interval uses."""
 
     def __init__(self, spec: ClaimSpec):
         self.spec = spec
@@ -109,10 +109,10 @@ class Rule:
         return list(self.spec.rule[key])  # type: ignore[arg-type]
 
     def estimate(self, x: np.ndarray, stat: Stat, tests: int = 1) -> Estimate:
-        """Bootstrap ``stat`` on (seeds, items, quantities); ``tests`` > 1 widens the interval for
-        that many comparisons (Bonferroni)."""
+        """``stat`` on (seeds, items, quantities) with its interval; ``tests`` > 1 widens the interval
+        for that many comparisons (Bonferroni: the family's error rate stays at 1 - confidence)."""
         confidence = 1 - (1 - self.spec.confidence) / tests
-        return bootstrap(x, stat, self.spec.bootstrap, confidence)
+        return jackknife_t(x, stat, confidence)
 
 
 class Measured:
@@ -195,7 +195,7 @@ class Verdict:
     arms: list[str]
     rule: dict[str, Any]
     confidence: float
-    bootstrap: int
+    interval: str = INTERVAL
 
     def headline(self) -> str:
         return f"{self.claim}: {self.outcome.upper()}"
@@ -204,7 +204,7 @@ class Verdict:
         return {"claim": self.claim, "text": self.text, "outcome": self.outcome,
                 "tests": [t.record() for t in self.tests], "numbers": self.numbers, "notes": self.notes,
                 "table": self.table, "seeds": self.seeds, "arms": self.arms, "rule": self.rule,
-                "confidence": self.confidence, "bootstrap": self.bootstrap}
+                "confidence": self.confidence, "interval": self.interval}
 
 
 def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
@@ -215,7 +215,7 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     found = c.judge(m, Rule(exp.claim))
     outcome = decide(found.tests, found.outcome)
     return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, m.seeds,
-                   list(exp.arms), dict(exp.claim.rule), exp.claim.confidence, exp.claim.bootstrap)
+                   list(exp.arms), dict(exp.claim.rule), exp.claim.confidence)
 
 
 def registered() -> Registry[Claim]:

@@ -1,21 +1,36 @@
-"""Statistics for verdicts: a two-level bootstrap over seeds and items, and the three-way decision.
+"""Statistics for verdicts: intervals that keep their coverage at a few seeds, and the decision.
 
-An effect is a function of *means*: the claim gives per-(seed, item) quantities (for example the
+An effect is a function of *means*: a claim gives per-(seed, item) quantities (for example the
 prior, aligned and final bits of each domain in each arm) and a statistic of their means (for
-example the share of alignment lost). The bootstrap resamples seeds with replacement, then items
-with replacement inside each resampled seed, recomputes the means and the statistic, and takes
-percentiles. With one seed the interval reflects item variation only, and says so (``n_seeds``);
-with one seed and one item there is no interval, and the test is inconclusive.
+example the share of alignment lost). Items (the six domains, a stage's arithmetic levels, RL's
+checkpoint windows) are the same in every seed: crossed with seeds and a fixed part of the design,
+not a sample, so each seed's quantities are averaged over its items and **seeds are the unit of
+replication**. The interval is a jackknife over seeds with Student's t on ``seeds - 1`` degrees of
+freedom: the statistic recomputed with each seed left out gives the standard error (for a mean this
+is exactly the t interval; for a ratio of means the delta method's), and the t quantile keeps the
+coverage at 3 seeds where a percentile bootstrap over seeds (at most ``[min, max]`` of three) covers
+~75%. ``tests/experiments/test_stats.py`` simulates thousands of experiments with a known effect at
+3, 5 and 10 seeds and checks 93-97% coverage.
+
+A leave-one-out statistic that is not finite (a ratio whose denominator vanishes without one seed)
+is counted in ``dropped`` and leaves no interval: the tail it would have shown is unknown. With one
+seed the items are the only replication there is: the interval is then over items (``over``),
+reflects item variation only, and never gives a firm verdict (``ONE_SEED``).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import stats as st
 
 Stat = Callable[[np.ndarray], np.ndarray]  # (B, Q) means -> (B,) statistic
+
+POWER = 0.8  # the power at which the minimum detectable effect is quoted
+INTERVAL = "jackknife over seeds, Student's t (items fixed)"
 
 
 @dataclass
@@ -25,29 +40,59 @@ class Estimate:
     hi: float
     n_seeds: int
     n_items: int
+    se: float = float("nan")  # the jackknife standard error
+    df: int = 0  # degrees of freedom of the t quantile (units - 1)
+    over: str = "seeds"  # the unit left out in turn: seeds, or items when there is one seed ("none": no interval)
+    dropped: int = 0  # leave-one-out statistics that were not finite (then no interval)
+    confidence: float = 0.95
+
+    def mde(self, power: float = POWER) -> float:
+        """The minimum detectable effect: how far the true effect must lie beyond a threshold for
+        this interval to clear it with probability ``power`` at this many units (same spread)."""
+        if not (self.df > 0 and np.isfinite(self.se)):
+            return float("nan")
+        return float((st.t.ppf(1 - (1 - self.confidence) / 2, self.df) + st.t.ppf(power, self.df)) * self.se)
+
+    def units_needed(self, distance: float, power: float = POWER, most: int = 1000) -> int | None:
+        """Units (seeds) at which an effect ``distance`` from the threshold would be detected with
+        ``power``, at the spread measured here; None if more than ``most`` or unknown."""
+        n = self.n_seeds if self.over == "seeds" else self.n_items
+        if not (self.df > 0 and np.isfinite(self.se) and distance > 0):
+            return None
+        sd = self.se * np.sqrt(n)  # the spread of one unit
+        for k in range(2, most + 1):
+            need = (st.t.ppf(1 - (1 - self.confidence) / 2, k - 1) + st.t.ppf(power, k - 1)) * sd / np.sqrt(k)
+            if need <= distance:
+                return k
+        return None
 
 
-def bootstrap(x: np.ndarray, stat: Stat, n: int = 2000, confidence: float = 0.95, seed: int = 0) -> Estimate:
-    """``x``: (S seeds, D items, Q quantities), NaN where an item lacks a quantity."""
+def jackknife_t(x: np.ndarray, stat: Stat, confidence: float = 0.95) -> Estimate:
+    """``x``: (S seeds, D items, Q quantities), NaN where an item lacks a quantity. The estimate is
+    ``stat`` of the mean over seeds of each seed's item means; the interval a jackknife-t over seeds
+    (over items when S = 1; none with one seed and one item)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"bootstrap needs (seeds, items, quantities) data, got shape {x.shape}")
+        raise ValueError(f"the interval needs (seeds, items, quantities) data, got shape {x.shape}")
     s, d, _ = x.shape
-    value = float(stat(np.nanmean(x, axis=(0, 1))[None])[0])
-    if s * d == 1:  # one seed, one item: nothing to resample, no interval
-        return Estimate(value, float("nan"), float("nan"), s, d)
-    rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, s, size=(n, s))  # (B, S)
-    items = rng.integers(0, d, size=(n, s, d))  # (B, S, D)
-    sample = x[seeds[:, :, None], items]  # (B, S, D, Q)
-    with np.errstate(all="ignore"):
-        stats = np.asarray(stat(np.nanmean(sample, axis=(1, 2))), dtype=np.float64)
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
-        return Estimate(value, float("nan"), float("nan"), s, d)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
-    return Estimate(value, float(lo), float(hi), s, d)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN seed or item: NaN, counted below
+        units = np.nanmean(x, axis=1) if s > 1 else x[0]  # (n, Q): each seed's mean over its items
+        over = "seeds" if s > 1 else "items"
+        n = len(units)
+        value = float(np.asarray(stat(np.nanmean(units, axis=0)[None]), dtype=np.float64)[0])
+        if n == 1:
+            return Estimate(value, float("nan"), float("nan"), s, d, over="none", confidence=confidence)
+        keep = ~np.eye(n, dtype=bool)  # row i: every unit but i
+        loo = np.stack([np.nanmean(units[k], axis=0) for k in keep])  # (n, Q)
+        theta = np.asarray(stat(loo), dtype=np.float64)
+    dropped = int((~np.isfinite(theta)).sum())
+    if dropped or not np.isfinite(value):
+        return Estimate(value, float("nan"), float("nan"), s, d, df=n - 1, over=over, dropped=dropped,
+                        confidence=confidence)
+    se = float(np.sqrt((n - 1) / n * ((theta - theta.mean()) ** 2).sum()))
+    half = float(st.t.ppf(1 - (1 - confidence) / 2, n - 1)) * se
+    return Estimate(value, value - half, value + half, s, d, se, n - 1, over, 0, confidence)
 
 
 OUTCOMES = ("supported", "not supported", "inconclusive")
@@ -80,15 +125,35 @@ class Test:
             return "supported" if lo > t else "not supported" if hi < t else "inconclusive"
         return "supported" if hi < t else "not supported" if lo > t else "inconclusive"
 
+    def power_note(self) -> str:
+        """Beside an inconclusive test: the minimum detectable effect at this many seeds, and the
+        seeds the observed effect would need (at the spread measured here, 80% power)."""
+        e = self.estimate
+        if self.outcome != "inconclusive":
+            return ""
+        n = e.n_seeds if e.over == "seeds" else e.n_items
+        if e.dropped:
+            return f"no interval: {e.dropped} of {n} leave-one-out estimates not finite"
+        if e.over == "none":
+            return "no interval: one seed and one item"
+        need = self.seeds_needed()
+        return (f"MDE {e.mde():.3g}{self.unit} at {n} {e.over}; the observed effect is {abs(e.value - self.threshold):.3g}"
+                f" from the threshold: ~{need or 'over 1000'} {e.over} to decide it")
+
+    def seeds_needed(self) -> int | None:
+        return self.estimate.units_needed(abs(self.estimate.value - self.threshold))
+
     def line(self) -> str:
         e = self.estimate
+        note = self.power_note()
         return (f"[{self.role}] {self.name}: {e.value:+.3f}{self.unit} [{e.lo:+.3f}, {e.hi:+.3f}] vs {self.direction} "
-                f"{self.threshold:+.3f} → {self.outcome}")
+                f"{self.threshold:+.3f} → {self.outcome}" + (f" ({note})" if note else ""))
 
     def record(self) -> dict:
         return {"name": self.name, "description": self.description, **asdict(self.estimate),
                 "threshold": self.threshold, "direction": self.direction, "unit": self.unit,
-                "role": self.role, "outcome": self.outcome}
+                "role": self.role, "outcome": self.outcome, "mde": self.estimate.mde(),
+                "seeds_needed": self.seeds_needed(), "power_note": self.power_note()}
 
 
 def combine(outcomes: list[str]) -> str:

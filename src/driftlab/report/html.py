@@ -92,18 +92,18 @@ def verdict_html(v) -> str:
     if v is None:
         return "<p class='muted'>This run has no claim attached, so there is no verdict.</p>"
     cls = v.outcome.split(" —")[0].replace(" ", "-")
-    one_seed = (" (one seed: intervals reflect item variation only, and a per-seed quantity has none)"
-                if len(v.seeds) == 1 else "")
+    one_seed = (" (one seed: intervals are over items, reflect item variation only, and a per-seed quantity has "
+                "none)" if len(v.seeds) == 1 else "")
     tests = _table(["check", "test", "effect", f"{v.confidence:.0%} interval", "threshold", "outcome", "what it measures"],
                    [[t.role, t.name, f"{t.estimate.value:+.3f}{t.unit}", f"[{t.estimate.lo:+.3f}, {t.estimate.hi:+.3f}]",
-                     f"{t.direction} {t.threshold:+.3f}", t.outcome, t.description] for t in v.tests])
+                     f"{t.direction} {t.threshold:+.3f}", t.outcome + (f" ({t.power_note()})" if t.power_note() else ""),
+                     t.description] for t in v.tests])
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in v.notes)
     numbers = _table(["number", "mean over seeds"], [[k, _num(x)] for k, x in v.numbers.items()]) if v.numbers else ""
     return f"""<div class="verdict {cls}" id="verdict">
 <div>Claim <b>{html.escape(v.claim)}</b>: {html.escape(v.text)}</div>
 <div class="outcome">Verdict: {html.escape(v.outcome.upper())}</div>
-<div class="muted">{len(v.seeds)} seed(s) per arm ({', '.join(map(str, v.seeds))}); bootstrap over seeds and items,
-{v.bootstrap} resamples{one_seed}; rule fixed in the preset: {html.escape(json.dumps(v.rule))}</div>
+<div class="muted">{len(v.seeds)} seed(s) per arm ({', '.join(map(str, v.seeds))}); intervals: {html.escape(v.interval)}{one_seed}; rule fixed in the preset: {html.escape(json.dumps(v.rule))}</div>
 {tests}<ul>{notes}</ul></div>{numbers}"""
 
 
