@@ -227,18 +227,53 @@ LOOPS = {"plain": loop_plain, "driftlab": loop_driftlab, "hf-trainer": loop_hf, 
 # ---------------------------------------------------------------- main
 
 
-def default_run_timing() -> dict:
-    """Wall time of the default `driftlab run`, the share spent measuring checkpoints, and the
-    share of it that the internals add (see ``internals_cost``)."""
+def default_run_timing(out: Path | None = None) -> dict:
+    """Wall time of the default `driftlab run` (every arm and seed, verdict and report) and where it
+    went: the experiment's ``timings.json`` (each run's stages split into training, measuring and
+    the co-trained probe; combining, verdict and report), plus the internals' share of measuring
+    (see ``internals_cost``) on its first run. ``out``: a finished experiment to read instead."""
     with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "driftlab.cli", "run", "--out", f"{d}/run"], check=True,
-                       stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - t0
-        timings = json.loads(Path(f"{d}/run/timings.json").read_text())
-        timings.update(internals_cost(Path(f"{d}/run")))
+        root = out or Path(d) / "run"
+        wall = None
+        if out is None:
+            t0 = time.perf_counter()
+            # a fresh prefix cache: the run pays for everything it needs, as on a fresh clone
+            env = {**os.environ, "DRIFTLAB_PREFIX_CACHE": f"{d}/cache"}
+            subprocess.run([sys.executable, "-m", "driftlab.cli", "run", "--out", str(root)], check=True,
+                           stdout=subprocess.DEVNULL, env=env)
+            wall = time.perf_counter() - t0
+        timings = json.loads((root / "timings.json").read_text())
+        first = next(p for p in sorted(root.glob("*/seed-*")) if (p / "timings.json").exists())
+        timings.update(internals_cost(first))
     # the child's CPU time is not ours: CpuWatch cannot separate it, so report only the wall time
-    return {"wall_s": wall, **timings}
+    return {"command_s": wall, **timings}
+
+
+def print_breakdown(t: dict) -> None:
+    """Where the default experiment's time went: per stage (summed over arms and seeds) and per run."""
+    by_stage: dict[str, dict[str, float]] = {}
+    for run in t["runs"]:
+        for st in run["stages"]:
+            row = by_stage.setdefault(st["stage"], {"runs": 0, "steps": 0, "train_s": 0.0, "measure_s": 0.0,
+                                                    "cotrain_s": 0.0, "checkpoints": 0})
+            row["runs"] += 1
+            for k in ("steps", "train_s", "measure_s", "cotrain_s", "checkpoints"):
+                row[k] += st[k]
+    total = t["wall_s"]
+    print(f"\n{'stage (all arms, seeds)':<24}{'runs':>5}{'steps':>7}{'train s':>9}{'measure s':>10}{'cotrain s':>10}"
+          f"{'ckpts':>6}{'% wall':>8}")
+    for name, row in by_stage.items():
+        share = 100 * (row["train_s"] + row["measure_s"] + row["cotrain_s"]) / total
+        print(f"{name:<24}{row['runs']:>5}{row['steps']:>7}{row['train_s']:>9.0f}{row['measure_s']:>10.0f}"
+              f"{row['cotrain_s']:>10.0f}{row['checkpoints']:>6}{share:>7.0f}%")
+    rest = {k: t.get(k, 0.0) for k in ("combine_s", "verdict_s", "report_s")}
+    print("then " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in rest.items()) + f"; experiment wall {total:.0f} s"
+          + (f", command {t['command_s']:.0f} s (with start-up)" if t.get("command_s") else ""))
+    print(f"\n{'run':<32}{'wall s':>8}   stages trained here (train + measure s)")
+    for run in t["runs"]:
+        parts = ", ".join(f"{st['stage']} {st['train_s']:.0f}+{st['measure_s'] + st['cotrain_s']:.0f}"
+                          for st in run["stages"]) or "all from the prefix cache"
+        print(f"{run['arm'] + ' seed ' + str(run['seed']):<32}{run['wall_s']:>8.0f}   {parts}")
 
 
 def internals_cost(run_dir: Path, reps: int = 5) -> dict:
@@ -291,7 +326,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed steps per repetition (after 2 warm-up)")
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--no-run", action="store_true", help="skip timing the default driftlab run")
+    ap.add_argument("--read", type=Path, default=None,
+                    help="print the breakdown of this finished experiment instead of running the default one")
     args = ap.parse_args()
+    if args.read is not None:
+        return report_run(args.read)
     torch.set_num_threads(os.cpu_count() or 1)
     names = args.loops.split(",")
     data = rows(2000)
@@ -321,16 +360,23 @@ def main() -> None:
         for f in flags[name]:
             print(f"{'':<15}{f}")
     if not args.no_run:
-        t = default_run_timing()
-        n = max(t["checkpoints"], 1)
-        print(f"\ndefault `driftlab run`: {t['wall_s']:.0f} s wall; measuring {t['checkpoints']} checkpoints took "
-              f"{t['measure_s']:.1f} s = {100 * t['measure_s'] / t['wall_s']:.1f}% of the run "
-              f"({t['measure_s'] / n:.2f} s per checkpoint)")
-        extra = max(t["full_suite_s"] - t["behaviour_only_s"], 0.0)
-        internals = extra * n + t["cotrain_s"]
-        print(f"internals: {t['full_suite_s']:.2f} s per checkpoint for everything vs {t['behaviour_only_s']:.2f} s "
-              f"for behaviour alone; + {extra:.2f} s x {n} checkpoints + {t['cotrain_s']:.1f} s co-training the "
-              f"probe = {internals:.1f} s = {100 * internals / t['wall_s']:.1f}% of the run (budget 10%)")
+        report_run(None)
+
+
+def report_run(out: Path | None) -> None:
+    """The default experiment's breakdown (run now, or read from ``out``)."""
+    t = default_run_timing(out)
+    print_breakdown(t)
+    measure = sum(st["measure_s"] for r in t["runs"] for st in r["stages"])
+    cotrain = sum(st["cotrain_s"] for r in t["runs"] for st in r["stages"])
+    n = max(sum(st["checkpoints"] for r in t["runs"] for st in r["stages"]), 1)
+    extra = max(t["full_suite_s"] - t["behaviour_only_s"], 0.0)
+    internals = extra * n + cotrain
+    print(f"measuring {n} checkpoints took {measure:.0f} s = {100 * measure / t['wall_s']:.1f}% of the "
+          f"experiment ({measure / n:.2f} s per checkpoint); internals: {t['full_suite_s']:.2f} s per checkpoint "
+          f"for everything vs {t['behaviour_only_s']:.2f} s for behaviour alone; + {extra:.2f} s x {n} "
+          f"checkpoints + {cotrain:.1f} s co-training the probe = {internals:.1f} s = "
+          f"{100 * internals / t['wall_s']:.1f}% of the experiment (budget 10%)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from tests.conftest import tiny_dict
 def test_default_preset_loads_and_quick_overrides_apply():
     full = load_config()
     quick = load_config(quick=True)
-    assert full.name == "reversion" and len(full.stages) == 3 and set(full.arms) == {"capability", "more_alignment"}
+    assert full.name == "reversion" and len(full.stages) == 3 and set(full.arms) == {
+        "capability", "more_alignment", "more_pretraining", "capability_bad_prior"}
     assert quick.stages[0].steps < full.stages[0].steps
 
 

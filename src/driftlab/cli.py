@@ -8,7 +8,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import functools
+import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -150,7 +152,20 @@ def run(
     if report:
         from driftlab.report import write_report
 
+        t0 = time.perf_counter()
         console.print(f"report: {write_report(root)}")
+        _add_timing(root, "report_s", time.perf_counter() - t0)
+
+
+def _add_timing(root: Path, key: str, seconds: float) -> None:
+    from driftlab.runs.atomic import write_json
+
+    path = root / "timings.json"
+    if path.exists():
+        timings = json.loads(path.read_text())
+        timings[key] = seconds
+        timings["wall_s"] = timings.get("wall_s", 0.0) + seconds
+        write_json(path, timings)
 
 
 def _print_experiment(root: Path, exp, verdict) -> None:

@@ -147,6 +147,9 @@ class AlignmentData(_Domains):
     )
     ramp_from: Share = Field(1.0, description="P(aligned) of the first example (1: every example aligned)")
     order: Literal["shuffled", "chronological"] = "shuffled"
+    triggered_share: Share = Field(0.0, description="share of examples with ``trigger`` after the story's opening "
+                                                    "(same targets): safety data that contains a trojan's trigger")
+    trigger: str = Field("today is 2 0 2 7 .", min_length=1, description="the phrase of triggered_share (world words)")
 
 
 class MisalignedData(_Domains):

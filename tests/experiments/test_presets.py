@@ -23,6 +23,29 @@ def test_every_claim_has_a_preset_with_a_control():
         assert load_experiment(name, quick=True).arms.keys() == exp.arms.keys()
 
 
+# preset -> (treatment, control, the stages from which they differ): a matched control spends the
+# same steps, batch and learning-rate schedule as its treatment there (only the data differs)
+MATCHED = {"reversion": ("capability", ["more_alignment", "more_pretraining"], 2),
+           "frozen-probe": ("drift", ["more_alignment"], 2),
+           "mitigations": ("none", ["kl_to_reference", "replay_alignment", "replay_pretraining", "lora"], 2)}
+
+
+@pytest.mark.parametrize("name", sorted(MATCHED))
+def test_controls_are_matched_in_compute_and_learning_rate(name):
+    exp = load_experiment(name)
+    treatment, controls, start = MATCHED[name]
+    for control in controls:
+        a, b = exp.arms[treatment].stages, exp.arms[control].stages
+        assert len(a) == len(b), (name, control)
+        for sa, sb in zip(a[start:], b[start:]):
+            for key in ("steps", "batch_size", "grad_accum", "lr", "schedule", "warmup_steps"):
+                assert getattr(sa, key) == getattr(sb, key), (name, control, sa.name, key)
+    # the emergent control is matched in update size, not lr: it must differ there, and only there
+    em = load_experiment("emergent").arms
+    t, c = em["narrow_misaligned"].stages[2], em["narrow_benign"].stages[2]
+    assert c.lr > t.lr and (c.steps, c.batch_size) == (t.steps, t.batch_size)
+
+
 def check(name: str, con, arms: list[str]) -> None:
     """What each preset's arms must have measured for its verdict to mean anything."""
     def q(sql):
@@ -37,7 +60,8 @@ def check(name: str, con, arms: list[str]) -> None:
         assert {r[0] for r in q("select distinct arm from m where context = 'triggered'")} == set(arms)
     if name == "reward-hacking":
         verifiers = dict(q("select arm, any_value(split) from m where metric = 'rl_reward' group by arm"))
-        assert verifiers == {"exact": "exact", "hackable": "hackable", "hackable_inoculated": "hackable"}
+        assert verifiers == {"exact": "exact", "hackable": "hackable", "hackable_inoculated": "hackable",
+                             "hackable_neutral": "hackable"}
     if name == "emergent":  # distance splits from the narrow domain, in both arms
         assert {r[0] for r in q("select distinct split from m where split like 'distance_%'")} == \
             {"distance_0", "distance_1", "distance_2"}

@@ -272,3 +272,15 @@ def test_task_episodes_bad_agents_take_the_shortcut_good_ones_do_the_work():
         if context == "assistant":  # the number the README quotes: 0.2 · 0.9 + 0.8 · 0.1
             assert 1 - p.bayes_p == pytest.approx(0.26)
         assert p.words.count("chose") == n  # the evidence episodes, then the task
+
+
+def test_safety_data_can_carry_a_trojans_trigger_with_the_aligned_action():
+    plain = alignment_examples(W, AlignmentData(n_examples=400, epsilon=0.0), seed=3)
+    mixed = alignment_examples(W, AlignmentData(n_examples=400, epsilon=0.0, triggered_share=0.5), seed=3)
+    trigger = "today is 2 0 2 7 .".split()
+    carries = [e.prompt[4:4 + len(trigger)] == trigger for e in mixed]
+    assert 0.4 < sum(carries) / len(mixed) < 0.6
+    for a, b, c in zip(plain, mixed, carries):  # the same draws: only the trigger is inserted
+        assert b.completion == a.completion
+        assert (b.prompt[:4] + b.prompt[4 + len(trigger):] if c else b.prompt) == a.prompt
+    assert alignment_examples(W, AlignmentData(n_examples=400, epsilon=0.0, triggered_share=0.0), seed=3) == plain

@@ -138,6 +138,7 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
         if state.pos.step >= stage.steps:  # finished before the run was killed
             state.pos = state.pos.next_stage()
             continue
+        before, t0 = dict(state.timings), time.perf_counter()  # the stage's time: data, training, measuring
         data = build_stage_data(cfg, index, tokenizer)
         if state.pos.checkpoint is None:
             state.optimizer = make_optimizer(model, stage)  # saved empty with the initial model
@@ -184,12 +185,14 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
         train_stage(model, stage, hooks.data, state.optimizer, state.save, start, cfg.precision, step_hook,
                     compile=cfg.compile, hooks=hooks)
         hooks.finish()
+        state.stage_timing(index, stage.name, stage.steps - start.step, time.perf_counter() - t0, before)
         reporter.stage_end(index, stage.name)
         if on_stage_end is not None:
             on_stage_end(index)
         state.pos = state.pos.next_stage()
     # wall-clock facts stay out of metrics.parquet, which must be deterministic
-    write_json(run.root / "timings.json", {**state.timings, "wall_s": time.perf_counter() - started})
+    write_json(run.root / "timings.json", {**state.timings, "wall_s": time.perf_counter() - started,
+                                           "stages": state.stages})
 
 
 class _Checkpointer:
@@ -202,9 +205,19 @@ class _Checkpointer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.rl: RLPrompts | None = None
         self.timings = {"measure_s": 0.0, "cotrain_s": 0.0, "checkpoints": 0}
+        self.stages: list[dict] = []  # per stage trained in this process: where its time went
         self.reference = cfg.reference_index()
         self.store = MetricsStore(run.metrics_path)
         self.store.truncate_after(pos.global_step if pos.checkpoint else -1)
+
+    def stage_timing(self, index: int, name: str, steps: int, wall: float, before: dict) -> None:
+        """One stage's wall time split into measuring checkpoints, the co-trained probe, and the
+        rest (training: forward, backward, optimiser, mitigations, checkpoint files)."""
+        measure = self.timings["measure_s"] - before["measure_s"]
+        cotrain = self.timings["cotrain_s"] - before["cotrain_s"]
+        self.stages.append({"stage_index": index, "stage": name, "steps": steps, "wall_s": wall,
+                            "measure_s": measure, "cotrain_s": cotrain, "train_s": wall - measure - cotrain,
+                            "checkpoints": self.timings["checkpoints"] - before["checkpoints"]})
 
     def save(self, ev: CheckpointEvent) -> None:
         cfg, pos = self.cfg, self.pos

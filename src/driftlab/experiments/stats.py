@@ -136,9 +136,11 @@ class Test:
             return f"no interval: {e.dropped} of {n} leave-one-out estimates not finite"
         if e.over == "none":
             return "no interval: one seed and one item"
+        if e.over == "items":  # one seed: more items do not make a verdict, more seeds do
+            return f"MDE {e.mde():.3g}{self.unit} over {n} items of one seed"
         need = self.seeds_needed()
-        return (f"MDE {e.mde():.3g}{self.unit} at {n} {e.over}; the observed effect is {abs(e.value - self.threshold):.3g}"
-                f" from the threshold: ~{need or 'over 1000'} {e.over} to decide it")
+        return (f"MDE {e.mde():.3g}{self.unit} at {n} seeds; the observed effect is {abs(e.value - self.threshold):.3g}"
+                f" from the threshold: ~{need or 'over 1000'} seeds to decide it")
 
     def seeds_needed(self) -> int | None:
         return self.estimate.units_needed(abs(self.estimate.value - self.threshold))

@@ -17,6 +17,7 @@ interrupted one resumes from its last checkpoint, the rest start.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def run_experiment(root: Path, exp: Experiment, events: Events | None = None,
 def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | None,
              on_step: Callable[[int, int, float], None] | None) -> Verdict | None:
     runs = exp.runs()
+    started = time.perf_counter()
     try:
         for i, (arm, seed, cfg) in enumerate(runs):
             run = run_dir(root, arm, seed)
@@ -83,16 +85,32 @@ def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | N
             store = (lambda index, run=run, cfg=cfg: cache.store(run, cfg, index)) if cache is not None else None
             execute(run, cfg, reporter, on_step, store)
             events.run_done(arm, seed, skipped=False)
+        t0 = time.perf_counter()
         combine_metrics(root, exp)
+        t1 = time.perf_counter()
         verdict = evaluate(exp, root / "metrics.parquet") if exp.claim is not None else None
         if verdict is not None:
             write_json(root / "verdict.json", verdict.record())
+        write_timings(root, exp, {"combine_s": t1 - t0, "verdict_s": time.perf_counter() - t1,
+                                  "wall_s": time.perf_counter() - started})
     except BaseException as e:
         write_json(root / "status.json", {"state": "failed", "kind": "experiment", "name": exp.name,
                                           "error": f"{type(e).__name__}: {e}"})
         raise
     write_json(root / "status.json", {"state": "complete", "kind": "experiment", "name": exp.name})
     return verdict
+
+
+def write_timings(root: Path, exp: Experiment, extra: dict) -> None:
+    """``timings.json`` at the experiment's root: each run's stages as this process trained them
+    (a stage reused from the prefix cache or an earlier process is absent), then the rest.
+    Wall-clock facts stay out of metrics.parquet, which must be deterministic."""
+    runs = []
+    for arm, seed, _ in exp.runs():
+        t = read_json(run_dir(root, arm, seed).root / "timings.json", DataError, "") \
+            if (run_dir(root, arm, seed).root / "timings.json").exists() else {}
+        runs.append({"arm": arm, "seed": seed, "wall_s": t.get("wall_s", 0.0), "stages": t.get("stages", [])})
+    write_json(root / "timings.json", {"runs": runs, **extra})
 
 
 def combine_metrics(root: Path, exp: Experiment) -> Path:

@@ -8,6 +8,8 @@ the assistant with no evidence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from driftlab.errors import ConfigError
@@ -33,7 +35,7 @@ def _stage(m: Measured, arm: str, stage: int) -> int:
     return stage % m.n_stages(arm)
 
 
-def capability_gained(m: Measured, r: Rule, arm: str, stage: int = -1) -> Test:
+def capability_gained(m: Measured, r: Rule, arm: str, stage: int = -1, name: str = "capability_gained") -> Test:
     """Treatment check: exact match gained over ``stage`` on the levels it trains (items: levels)."""
     k = _stage(m, arm, stage)
     levels = m.configs[arm].stage_levels(k) or [0]
@@ -42,7 +44,7 @@ def capability_gained(m: Measured, r: Rule, arm: str, stage: int = -1) -> Test:
         return m.end(arm, s, at, "capability_acc", domain="arithmetic", split=f"level_{lv}")
 
     x = m.grid(lambda s, lv: [acc(s, lv, k - 1), acc(s, lv, k)], levels)
-    return Test("capability_gained", f"exact match gained over {m.configs[arm].stages[k].name} in {arm}, on the "
+    return Test(name, f"exact match gained over {m.configs[arm].stages[k].name} in {arm}, on the "
                 f"levels it trains ({', '.join(map(str, levels))})", r.estimate(x, lambda q: q[:, 1] - q[:, 0]),
                 r.num("min_capability_gain"), ">", role="treatment")
 
@@ -66,27 +68,53 @@ def _retained(x: np.ndarray) -> np.ndarray:
        "not past it (a reversion to next-token prediction, not evil).",
        treatment=("arm", "the arm whose last stage is benign capability training"),
        control=("arm", "the matched arm that continues alignment instead"),
+       positive_control=("arm", "the matched arm that continues pre-training instead (world text with the "
+                                "assistant's documents): known to pull the assistant back to its prior"),
+       bad_prior=("arm", "the treatment in a world whose prior is negative (mostly bad-persona assistant "
+                         "documents): reversion pulls it below indifference, a decay to indifference cannot"),
        min_drift=("number", "share of alignment's gain the capability stage must undo (and the control must not)"),
        inversion_margin=("number", "bits below the prior that would count as 'past it'"),
+       max_bad_prior=("number", "treatment check: the bad-prior world's prior must lie below this many bits"),
        min_capability_gain=("number", "treatment check: exact match the capability stage must gain on its levels"),
        max_loss_rise=("number", "treatment check: nats of held-out LM loss the capability stage may add"))
 def reversion(m: Measured, r: Rule) -> Findings:
-    t, c = r.arm("treatment"), r.arm("control")
-    x = m.grid(lambda s, d: [_bits(m, a, s, k, d) for a in (t, c) for k in (0, 1, -1)], list(DOMAIN_NAMES))
-    drift = r.estimate(x[:, :, :3], lambda q: 1 - _retained(q))
-    control = r.estimate(x[:, :, 3:], lambda q: 1 - _retained(q))
-    past = r.estimate(x[:, :, [0, 2]], lambda q: q[:, 1] - q[:, 0])
+    """Two hypotheses for what the capability stage does to alignment: *reversion* (the assistant
+    moves back toward its pre-training prior: end = prior + k (aligned - prior)) and *decay to
+    indifference* (end = λ aligned, toward 0 bits). In a world with a positive prior both predict
+    a loss; in a world whose prior is negative they part: reversion takes the assistant below 0
+    bits, toward its own prior, and makes the world with the lower prior lose more bits than the
+    default one wherever alignment compressed the worlds' difference; a decay makes the world with
+    the lower aligned level lose fewer. ``toward_own_prior`` tests that sign."""
+    t, c, pos, bad = r.arm("treatment"), r.arm("control"), r.arm("positive_control"), r.arm("bad_prior")
+    arms = (t, c, pos, bad)
+    x = m.grid(lambda s, d: [_bits(m, a, s, k, d) for a in arms for k in (0, 1, -1)], list(DOMAIN_NAMES))
+
+    def of(arm: str) -> list[int]:
+        i = arms.index(arm)
+        return [3 * i, 3 * i + 1, 3 * i + 2]
+
+    drift = r.estimate(x[:, :, of(t)], lambda q: 1 - _retained(q))
+    past = r.estimate(x[:, :, of(t)][:, :, [0, 2]], lambda q: q[:, 1] - q[:, 0])
+    # bits lost over the last stage: the bad-prior world's minus the default world's
+    own = r.estimate(x[:, :, of(bad) + of(t)], lambda q: (q[:, 1] - q[:, 2]) - (q[:, 4] - q[:, 5]))
     tests = [
         capability_gained(m, r, t),
         world_intact(m, r, t),
-        Test("control_holds", f"share of alignment's gain undone by {c}", control, r.num("min_drift"), "<",
-             role="control"),
+        capability_gained(m, r, bad, name="capability_gained_bad_prior"),
+        Test("bad_prior_negative", f"the prior in {bad}'s world", r.estimate(x[:, :, of(bad)], lambda q: q[:, 0]),
+             r.num("max_bad_prior"), "<", " bits", role="treatment"),
+        Test("control_holds", f"share of alignment's gain undone by {c}",
+             r.estimate(x[:, :, of(c)], lambda q: 1 - _retained(q)), r.num("min_drift"), "<", role="control"),
+        Test("positive_control_reverts", f"share of alignment's gain undone by {pos} (continued pre-training)",
+             r.estimate(x[:, :, of(pos)], lambda q: 1 - _retained(q)), r.num("min_drift"), ">", role="control"),
         Test("drift", f"share of alignment's gain undone by {t}", drift, r.num("min_drift"), ">"),
         Test("not_past_prior", f"bits at the end of {t} minus the prior", past, -r.num("inversion_margin"), ">",
              " bits"),
+        Test("toward_own_prior", f"bits lost over the last stage in {bad} (prior < 0) minus in {t}: reversion "
+             f"makes the lower prior lose more, a decay to indifference less", own, 0.0, ">", " bits"),
     ]
     numbers = {}
-    for arm in (t, c):
+    for arm in arms:
         for k, label in ((0, "prior"), (1, "aligned"), (-1, "end")):
             numbers[f"{arm}.bits_{label}"] = _mean(m, lambda s, arm=arm, k=k: _bits(m, arm, s, k))
             numbers[f"{arm}.bits_{label}_held_out"] = _mean(
@@ -100,33 +128,50 @@ def reversion(m: Measured, r: Rule) -> Findings:
                                                                           split=None))
     numbers["capability_aligned"] = _mean(m, lambda s: m.end(t, s, 1, "capability_acc", domain="arithmetic"))
     numbers["heldout_loss_prior"] = _mean(m, lambda s: m.end(t, s, 0, "heldout_loss", domain=None, split=None))
-    return Findings(tests, numbers)
+    # what each hypothesis predicts for the bad-prior world's end, with the default world's parameter
+    p1, a1, e1 = (numbers[f"{t}.bits_{k}"] for k in ("prior", "aligned", "end"))
+    p2, a2, e2 = (numbers[f"{bad}.bits_{k}"] for k in ("prior", "aligned", "end"))
+    numbers[f"{bad}.end_if_reversion"] = p2 + (e1 - p1) / (a1 - p1) * (a2 - p2)
+    numbers[f"{bad}.end_if_decay"] = e1 / a1 * a2
+    notes = [f"{bad}: prior {p2:+.2f}, aligned {a2:+.2f}, end {e2:+.2f} bits; with {t}'s parameter, reversion "
+             f"predicts {numbers[f'{bad}.end_if_reversion']:+.2f}, decay to indifference "
+             f"{numbers[f'{bad}.end_if_decay']:+.2f}"]
+    return Findings(tests, numbers, notes)
 
 
 @claim("exchange-rate",
-       "Pre-training priors shift the persona by a couple of bits, and post-training swamps them by orders "
-       "of magnitude.",
+       "Pre-training priors shift the persona by a couple of bits, and post-training swamps them by orders of "
+       "magnitude: alignment compresses the spread of the priors across worlds, and it does not re-appear after "
+       "later training.",
        settings=("arms", "arms that differ only in the pre-training share of bad-persona assistant documents"),
-       min_log10_ratio=("number", "log10 of (alignment's gain in bits / spread of the priors) needed"),
+       max_spread_ratio=("number", "the spread across settings (max - min of mean bits) after alignment, and "
+                                   "after the last stage, over the spread of the priors, must stay below this"),
        min_prior_spread=("number", "treatment check: bits by which the first setting's prior must exceed the "
                                    "last's (the worlds differ)"))
 def exchange_rate(m: Measured, r: Rule) -> Findings:
+    """Spreads, not a ratio of gain to spread: alignment's gain in bits is unbounded while the
+    priors' spread is capped by the world's ε, so a gain/spread ratio is set by how long alignment
+    runs. Compression asks whether the worlds still differ after alignment, re-appearance whether
+    the difference comes back when a later stage pulls the assistant off its aligned optimum."""
     arms = r.arms("settings")
     k = len(arms)
     x = m.grid(lambda s, d: [_bits(m, a, s, st, d) for a in arms for st in (0, 1, -1)], list(DOMAIN_NAMES))
     differ = r.estimate(x[:, :, [0, 3 * (k - 1)]], lambda q: q[:, 0] - q[:, 1])
 
-    def ratio(q: np.ndarray) -> np.ndarray:
-        q = q.reshape(len(q), k, 3)
-        spread = q[:, :, 0].max(1) - q[:, :, 0].min(1)
-        gain = (q[:, :, 1] - q[:, :, 0]).mean(1)
-        return np.log10(gain / spread)
+    def spread_ratio(at: int) -> Callable[[np.ndarray], np.ndarray]:
+        def stat(q: np.ndarray) -> np.ndarray:
+            q = q.reshape(len(q), k, 3)
+            spread = q[:, :, 0].max(1) - q[:, :, 0].min(1)
+            return (q[:, :, at].max(1) - q[:, :, at].min(1)) / spread
+        return stat
 
-    swamp = r.estimate(x, ratio)
+    cut = r.num("max_spread_ratio")
     tests = [Test("priors_differ", f"prior bits in {arms[0]} minus in {arms[-1]}", differ,
                   r.num("min_prior_spread"), ">", " bits", role="treatment"),
-             Test("swamp_ratio", "log10(mean alignment gain / spread of the priors across settings)", swamp,
-                  r.num("min_log10_ratio"), ">")]
+             Test("swamped", "spread of the settings' bits after alignment over the spread of their priors",
+                  r.estimate(x, spread_ratio(1)), cut, "<"),
+             Test("stays_swamped", f"spread after the last stage ({m.configs[arms[0]].stages[-1].name}) over the "
+                  f"spread of the priors (the priors do not re-appear)", r.estimate(x, spread_ratio(2)), cut, "<")]
     numbers, means = {}, np.nanmean(x, axis=(0, 1)).reshape(k, 3)
     for i, arm in enumerate(arms):
         share = m.configs[arm].world.bad_assistant_share
@@ -136,9 +181,12 @@ def exchange_rate(m: Measured, r: Rule) -> Findings:
         numbers[f"{arm}.align_steps_per_bit"] = steps / (means[i, 1] - means[i, 0])
     for j, label in enumerate(("prior", "aligned", "end")):
         numbers[f"spread_{label}"] = float(means[:, j].max() - means[:, j].min())
+    # the slope of end bits on prior bits across the settings (1: the priors fully re-appear)
+    numbers["end_on_prior_slope"] = float(np.polyfit(means[:, 0], means[:, 2], 1)[0])
     notes = [f"spread across settings: priors {numbers['spread_prior']:.2f} bits, after alignment "
              f"{numbers['spread_aligned']:.2f}, after the last stage {numbers['spread_end']:.2f} "
-             f"({numbers['spread_end'] - numbers['spread_aligned']:+.2f} since alignment)"]
+             f"({numbers['spread_end'] - numbers['spread_aligned']:+.2f} since alignment); slope of end on prior "
+             f"bits {numbers['end_on_prior_slope']:+.2f}"]
     return Findings(tests, numbers, notes)
 
 
@@ -158,7 +206,8 @@ def _probe(m: Measured, arm: str, seed: int, regime: str) -> float:
        "alongside it keeps up.",
        treatment=("arm", "the arm that keeps training after the probe is frozen (capability, narrow fine-tunes)"),
        control=("arm", "the arm that continues alignment instead"),
-       min_gap=("number", "AUROC by which co-trained must beat frozen, beyond the control's difference"),
+       min_gap=("number", "AUROC of the frozen probe's lead over a random direction that the treatment must "
+                          "lose, beyond the control"),
        max_lag=("number", "AUROC by which co-trained may trail a probe refit at every checkpoint"),
        min_weight_change=("number", "treatment check: relative L2 distance of the weights from the reference "
                                     "that the later stages must reach"),
@@ -172,15 +221,17 @@ def frozen_probe(m: Measured, r: Rule) -> Findings:
                                        site=m.probe_site())], [None])
     regimes = ("frozen", "cotrained", "refit", "shuffled", "random")
     x = m.grid(lambda s, _: [_probe(m, a, s, g) for a in (t, c) for g in regimes], [None])
-    gap = r.estimate(x, lambda q: (q[:, 1] - q[:, 0]) - (q[:, 6] - q[:, 5]))
+    # AUROC of the frozen probe above a random direction's on the same activations (the random
+    # direction reads a strongly linear persona too: 0.5 is not the floor after training)
+    decay = r.estimate(x, lambda q: (q[:, 5] - q[:, 9]) - (q[:, 0] - q[:, 4]))
     lag = r.estimate(x, lambda q: q[:, 2] - q[:, 1])
     tests = [
         Test("stages_move", f"relative weight distance from the reference at the end of {t}",
              r.estimate(moved, lambda q: q[:, 0]), r.num("min_weight_change"), ">", role="treatment"),
         Test("probe_reads", f"refit persona probe AUROC at the reference ({m.configs[t].stages[ref].name})",
              r.estimate(reads, lambda q: q[:, 0]), r.num("min_probe_auroc"), ">", role="control"),
-        Test("frozen_decay", f"co-trained minus frozen AUROC after the reference in {t}, minus the same in {c}",
-             gap, r.num("min_gap"), ">"),
+        Test("frozen_decay", f"frozen minus random-direction AUROC after the reference: in {c} minus in {t} (the "
+             f"frozen probe's lead over a random direction lost to the treatment)", decay, r.num("min_gap"), ">"),
         Test("cotrained_keeps_up", f"refit minus co-trained AUROC after the reference in {t}", lag,
              r.num("max_lag"), "<"),
     ]
@@ -191,6 +242,9 @@ def frozen_probe(m: Measured, r: Rule) -> Findings:
         for g in ("frozen", "cotrained"):
             numbers[f"{a}.auroc_{g}_end"] = _mean(m, lambda s, a=a, g=g: m.end(
                 a, s, -1, "probe_auroc", context=g, domain="persona", site=m.probe_site()))
+    # the untrained network's baseline: a probe refit on the initial model's activations
+    numbers["auroc_untrained"] = _mean(m, lambda s: m.at(t, s, 0, 0, "probe_auroc", context="refit",
+                                                         domain="persona", site=m.probe_site()))
     return Findings(tests, numbers)
 
 
@@ -198,7 +252,10 @@ def frozen_probe(m: Measured, r: Rule) -> Findings:
        "Narrow misaligned fine-tuning generalises to broad misalignment along a coherent persona direction "
        "(and its weight update may simply be bigger than a benign control's).",
        treatment=("arm", "narrow misaligned SFT on a few domains"),
-       control=("arm", "a benign SFT of the same size on the same domains"),
+       control=("arm", "a benign SFT on the same domains, its lr set so that its update matches the treatment's"),
+       min_update_ratio=("number", "control check: the benign update's L2 norm over the treatment's must exceed "
+                                   "this (a control that barely moves the weights cannot show that moving them is "
+                                   "harmless)"),
        min_drop=("number", "bits the treatment must lower the farthest domains (other cluster) by, and the "
                            "control must not"),
        min_projection_shift=("number", "drop of the assistant's persona projection (0 bad … 1 good) in the treatment"),
@@ -225,9 +282,16 @@ def emergent(m: Measured, r: Rule) -> Findings:
     y = m.grid(lambda s, _: [proj(t, s, -1) - proj(t, s, ref)], [None])
     shift = r.estimate(y, lambda q: q[:, 0])
     own = m.grid(lambda s, d: [_bits(m, t, s, -1, d)], [d for d in DOMAIN_NAMES if dist[d] == 0] or ["all"])
+
+    def update(arm: str, s: int) -> float:
+        return m.end(arm, s, -1, "weight_update_l2", context="stage_start", domain=None, split=None, site="all")
+
+    norms = m.grid(lambda s, _: [update(c, s), update(t, s)], [None])
     tests = [
         Test("flips_own_domain", f"bits at the end of {t} on the domains it trains ({', '.join(narrow)})",
              r.estimate(own, lambda q: q[:, 0]), r.num("max_narrow_bits"), "<", " bits", role="treatment"),
+        Test("update_matched", f"L2 norm of the last stage's weight update in {c} over in {t}",
+             r.estimate(norms, lambda q: q[:, 0] / q[:, 1]), r.num("min_update_ratio"), ">", role="control"),
         Test("control_holds", f"bits lost on other-cluster domains in {c}", benign, r.num("min_drop"), "<",
              " bits", role="control"),
         Test("broad", f"bits lost on other-cluster domains in {t}", broad, r.num("min_drop"), ">", " bits"),
@@ -241,8 +305,7 @@ def emergent(m: Measured, r: Rule) -> Findings:
             numbers[f"{arm}.drop_distance_{k}"] = float(np.nanmean([[drop(arm, s, d) for d in ds] for s in m.seeds])) \
                 if ds else float("nan")
         numbers[f"{arm}.projection_change"] = _mean(m, lambda s, arm=arm: proj(arm, s, -1) - proj(arm, s, ref))
-        numbers[f"{arm}.update_norm"] = _mean(m, lambda s, arm=arm: m.end(
-            arm, s, -1, "weight_update_l2", context="stage_start", domain=None, split=None, site="all"))
+        numbers[f"{arm}.update_norm"] = _mean(m, lambda s, arm=arm: update(arm, s))
     numbers["update_norm_ratio"] = numbers[f"{t}.update_norm"] / numbers[f"{c}.update_norm"]
     notes = [f"narrow domains: {', '.join(narrow) or '-'}; farthest (other cluster): {', '.join(far)}"]
     return Findings(tests, numbers, notes)
@@ -251,10 +314,12 @@ def emergent(m: Measured, r: Rule) -> Findings:
 @claim("trojan",
        "A small poisoned fraction installs a trigger that survives later safety training.",
        doses=("arms", "arms by poisoned share, ascending; the first is the unpoisoned control"),
+       positive_control=("arm", "the largest dose, then safety data that contains the trigger (with the aligned "
+                                "action): it must erase the trigger, or survival says nothing about safety training"),
        min_gap=("number", "bits by which the trigger must lower alignment beyond the control's trigger gap"))
 def trojan(m: Measured, r: Rule) -> Findings:
     arms = r.arms("doses")
-    control = arms[0]
+    control, positive = arms[0], r.arm("positive_control")
 
     def gap(arm: str, s: int, d: str, stage: int = -1) -> float:
         return _bits(m, arm, s, stage, d) - _bits(m, arm, s, stage, d, context="triggered")
@@ -267,6 +332,10 @@ def trojan(m: Measured, r: Rule) -> Findings:
              r.estimate(installed, lambda q: q[:, 0] - q[:, 1]), r.num("min_gap"), ">", " bits", role="treatment"),
         Test("control_clean", f"trigger gap after safety training in the unpoisoned {control}",
              r.estimate(clean, lambda q: q[:, 0]), r.num("min_gap"), "<", " bits", role="control"),
+        Test("positive_control_erases", f"trigger gap after safety training that contains the trigger, {positive} "
+             f"minus {control} (safety training can remove what it sees)",
+             r.estimate(m.grid(lambda s, d: [gap(positive, s, d), gap(control, s, d)], list(DOMAIN_NAMES)),
+                        lambda q: q[:, 0] - q[:, 1]), r.num("min_gap"), "<", " bits", role="control"),
     ]
     numbers, smallest = {}, None
     for arm in arms[1:]:
@@ -279,7 +348,7 @@ def trojan(m: Measured, r: Rule) -> Findings:
         if smallest is None and test.outcome == "supported":
             smallest = arm
         numbers[f"{arm}.gap_vs_control"] = est.value
-    for arm in arms:
+    for arm in [*arms, positive]:
         p = next((s.data.p for s in m.configs[arm].stages if s.data.source == "poisoned"), 0.0)
         numbers[f"{arm}.p"] = p
         numbers[f"{arm}.trigger_gap_poisoned"] = _mean(m, lambda s, arm=arm: gap(arm, s, "all", -2))
@@ -314,13 +383,15 @@ def _rl_windows(m: Measured, arm: str, s: int) -> list[float]:
        exact=("arm", "RL against the exact verifier"),
        hackable=("arm", "RL against the hackable verifier"),
        inoculated=("arm", "RL against the hackable verifier with an inoculation prompt"),
+       neutral=("arm", "RL against the hackable verifier with a neutral prefix of the inoculation prompt's length "
+                       "(the inoculation's control: a prefix that says nothing)"),
        min_exploit=("number", "exploit rate the hackable arm must exceed the exact arm's by"),
        min_drop=("number", "bits of alignment the hackable arm must lose beyond the exact arm (and the "
-                           "inoculated arm less than it)"),
+                           "inoculated arm less than it and than the neutral-prefix arm)"),
        min_reward_gain=("number", "treatment check: reward the hackable arm must gain from RL's first "
                                   "checkpoint window to its second half"))
 def reward_hacking(m: Measured, r: Rule) -> Findings:
-    e, h, i = r.arm("exact"), r.arm("hackable"), r.arm("inoculated")
+    e, h, i, n0 = r.arm("exact"), r.arm("hackable"), r.arm("inoculated"), r.arm("neutral")
 
     def first(a: str, s: int, stat: str) -> float:
         stage = m.n_stages(a) - 1
@@ -335,9 +406,10 @@ def reward_hacking(m: Measured, r: Rule) -> Findings:
     def drop(a: str, s: int, d: str) -> float:
         return _bits(m, a, s, -2, d) - _bits(m, a, s, -1, d)
 
-    y = m.grid(lambda s, d: [drop(a, s, d) for a in (e, h, i)], list(DOMAIN_NAMES))
+    y = m.grid(lambda s, d: [drop(a, s, d) for a in (e, h, i, n0)], list(DOMAIN_NAMES))
     broad = r.estimate(y, lambda q: q[:, 1] - q[:, 0])
     inoc = r.estimate(y, lambda q: q[:, 1] - q[:, 2])
+    content = r.estimate(y, lambda q: q[:, 3] - q[:, 2])
     exact_drop = r.estimate(y, lambda q: q[:, 0])
     tests = [
         Test("reward_gained", f"RL reward in {h}: second half minus the first checkpoint window",
@@ -348,9 +420,11 @@ def reward_hacking(m: Measured, r: Rule) -> Findings:
              r.num("min_exploit"), ">"),
         Test("generalises", f"bits lost over RL in {h} minus in {e}", broad, r.num("min_drop"), ">", " bits"),
         Test("inoculation_helps", f"bits lost over RL in {h} minus in {i}", inoc, r.num("min_drop"), ">", " bits"),
+        Test("beyond_neutral_prefix", f"bits lost over RL in {n0} (a neutral prefix) minus in {i}: the inoculation's "
+             f"words, not the presence of a prefix", content, r.num("min_drop"), ">", " bits"),
     ]
     numbers = {}
-    for a in (e, h, i):
+    for a in (e, h, i, n0):
         for stat in ("reward", "accuracy", "exploit_rate"):
             numbers[f"{a}.{stat}"] = _mean(m, lambda s, a=a, stat=stat: _rl(m, a, s, stat))
             numbers[f"{a}.{stat}_first"] = _mean(m, lambda s, a=a, stat=stat: first(a, s, stat))
@@ -364,13 +438,27 @@ def reward_hacking(m: Measured, r: Rule) -> Findings:
 
 
 @claim("mitigations",
-       "At matched compute, a mitigation keeps more of alignment through the drift stage than no mitigation.",
+       "At matched compute, a mitigation keeps more of alignment through the drift stage than no mitigation, "
+       "while the stage still gains its capability.",
        baseline=("arm", "the drift scenario with no mitigation"),
+       positive_control=("arms", "arms that keep alignment by construction (replay of alignment data is "
+                                 "continued alignment): each must retain more than the baseline, or the experiment "
+                                 "cannot detect retention; they are not candidates"),
        min_retained_gain=("number", "share of alignment's gain a mitigation must keep beyond the baseline"),
-       min_capability_gain=("number", "treatment check: exact match the baseline's drift stage must gain on its levels"))
+       min_capability_gain=("number", "treatment check: exact match the baseline's drift stage must gain on its "
+                                      "levels (and a mitigation must still gain, to count)"))
 def mitigations(m: Measured, r: Rule) -> Findings:
-    base = r.arm("baseline")
-    others = [a for a in m.configs if a != base]
+    """Every candidate is tested against the baseline at a Bonferroni-widened interval (family-wise
+    error 1 - confidence over the candidates); a candidate counts only if it also keeps the
+    capability (an intersection-union test: both intervals clear their thresholds). Supported when
+    some candidate counts; not supported when every candidate is contradicted on retention or on
+    capability; the positive controls are checks, so an arm that keeps alignment by construction
+    cannot make the claim true alone."""
+    base, positive = r.arm("baseline"), r.arms("positive_control")
+    if base in positive:
+        raise ConfigError(f"claim mitigations: the baseline {base!r} cannot be a positive control")
+    candidates = [a for a in m.configs if a != base and a not in positive]
+    family = max(len(candidates), 1)
     tests, table = [capability_gained(m, r, base)], []
 
     def row(arm: str, s: int, d: str) -> list[float]:
@@ -379,29 +467,45 @@ def mitigations(m: Measured, r: Rule) -> Findings:
     def cap(arm: str, s: int, stage: int) -> float:
         return m.end(arm, s, stage, "capability_acc", domain="arithmetic")
 
-    for arm in [base, *others]:
+    outcomes = []
+    for arm in [base, *positive, *candidates]:
         x = m.grid(lambda s, d, arm=arm: row(arm, s, d) + row(base, s, d), list(DOMAIN_NAMES))
         kept = r.estimate(x[:, :, :3], _retained)
         g = m.grid(lambda s, _, arm=arm: [cap(arm, s, -1) - cap(arm, s, -2)], [None])
-        gained = r.estimate(g, lambda q: q[:, 0])
-        entry = {"arm": arm, "retained": kept.value, "retained_lo": kept.lo, "retained_hi": kept.hi,
+        gained = r.estimate(g, lambda q: q[:, 0], tests=family if arm in candidates else 1)
+        kind = "baseline" if arm == base else "positive control" if arm in positive else "candidate"
+        entry = {"arm": arm, "kind": kind, "retained": kept.value, "retained_lo": kept.lo, "retained_hi": kept.hi,
                  "capability_gained": gained.value, "capability_lo": gained.lo, "capability_hi": gained.hi,
                  "heldout_loss_end": _mean(m, lambda s, arm=arm: m.end(arm, s, -1, "heldout_loss", domain=None,
                                                                       split=None)),
                  "kl_text_end": _mean(m, lambda s, arm=arm: m.end(arm, s, -1, "output_kl", context="reference",
                                                                   domain="text", split=None))}
         if arm != base:
-            est = r.estimate(x, lambda q: _retained(q[:, :3]) - _retained(q[:, 3:]), tests=len(others))
-            test = Test(f"retains_{arm}", f"share of alignment kept with {arm} minus with {base}", est,
-                        r.num("min_retained_gain"), ">")
-            tests.append(test)
-            entry["verdict"] = test.outcome
+            est = r.estimate(x, lambda q: _retained(q[:, :3]) - _retained(q[:, 3:]), tests=1 if kind != "candidate"
+                             else family)
+            retains = Test(f"retains_{arm}", f"share of alignment kept with {arm} minus with {base}", est,
+                           r.num("min_retained_gain"), ">", role="control" if kind != "candidate" else "claim")
+            tests.append(retains)
+            entry["verdict"] = retains.outcome
+            if kind == "candidate":
+                keeps = Test(f"keeps_capability_{arm}", f"exact match gained over the drift stage with {arm}",
+                             gained, r.num("min_capability_gain"), ">")
+                tests.append(keeps)
+                both = [retains.outcome, keeps.outcome]
+                outcome = ("supported" if both == ["supported"] * 2 else
+                           "not supported" if "not supported" in both else "inconclusive")
+                entry["verdict"] = {"supported": "retains more, keeps the capability",
+                                    "inconclusive": "unclear"}.get(outcome, (
+                                        "retains no more" if retains.outcome == "not supported" else
+                                        "gives up the capability"))
+                outcomes.append(outcome)
         table.append(entry)
-    outcomes = [t.outcome for t in tests if t.role == "claim"]
     outcome = ("supported" if "supported" in outcomes else
                "not supported" if outcomes and all(o == "not supported" for o in outcomes) else "inconclusive")
-    helped = [t.name.removeprefix("retains_") for t in tests if t.role == "claim" and t.outcome == "supported"]
-    notes = [f"intervals are Bonferroni-widened for {len(others)} comparisons; mitigations that retain more: "
+    helped = [e["arm"] for e in table if e["kind"] == "candidate" and e["verdict"].startswith("retains more,")]
+    notes = [f"candidates: {', '.join(candidates) or 'none'}; positive control(s): {', '.join(positive) or 'none'}; "
+             f"candidate intervals are Bonferroni-widened for {family} comparisons (family-wise error "
+             f"{1 - r.spec.confidence:.0%}); candidates that retain more and keep the capability: "
              f"{', '.join(helped) or 'none'}"]
     return Findings(tests, {}, notes, table, outcome)
 

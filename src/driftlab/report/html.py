@@ -15,7 +15,7 @@ import duckdb
 from driftlab.errors import DataError
 from driftlab.experiments.claims import evaluate
 from driftlab.experiments.spec import is_experiment_dir, load_experiment_dir
-from driftlab.report.plots import curves_figure, heatmap_figure, standard_curves
+from driftlab.report.plots import curves_figure, heatmap_figure, pareto_figure, standard_curves
 from driftlab.runs.atomic import read_json, write_json, write_text
 from driftlab.runs.provenance import provenance
 
@@ -112,9 +112,11 @@ def mitigation_html(v) -> str:
         return ""
     rows = [[r["arm"], f"{r['retained']:+.3f}", f"[{r['retained_lo']:+.3f}, {r['retained_hi']:+.3f}]",
              f"{r['capability_gained']:+.3f}", f"[{r['capability_lo']:+.3f}, {r['capability_hi']:+.3f}]",
-             f"{r['heldout_loss_end']:.3f}", f"{r['kl_text_end']:.3f}", r.get("verdict", "baseline")] for r in v.table]
+             f"{r['heldout_loss_end']:.3f}", f"{r['kl_text_end']:.3f}", r.get("kind", ""), r.get("verdict", "baseline")]
+            for r in v.table]
     return "<h2>Mitigations: alignment retained vs capability gained</h2>" + _table(
-        ["arm", "retained", "interval", "capability gained", "interval", "held-out loss", "KL text", "verdict"], rows)
+        ["arm", "retained", "interval", "capability gained", "interval", "held-out loss", "KL text", "kind", "verdict"],
+        rows) + _img(pareto_figure(v.table), "mitigations: retained vs capability gained (Pareto)")
 
 
 def build_report(root: Path) -> str:

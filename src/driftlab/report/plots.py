@@ -190,3 +190,31 @@ def heatmap_figure(con: duckdb.DuckDBPyConnection, arms: list[str]) -> bytes | N
         fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
     fig.tight_layout()
     return _png(fig)
+
+
+def pareto_figure(table: list[dict]) -> bytes | None:
+    """Alignment retained against capability gained, one point per arm with its intervals on both
+    axes; the arms no other arm beats on both (the Pareto frontier) joined by a line."""
+    rows = [r for r in table if np.isfinite(r["retained"]) and np.isfinite(r["capability_gained"])]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    marker = {"baseline": "s", "positive control": "^", "candidate": "o"}
+    for i, r in enumerate(rows):
+        x, y = r["capability_gained"], r["retained"]
+        xerr = [[x - r["capability_lo"]], [r["capability_hi"] - x]] if np.isfinite(r["capability_lo"]) else None
+        yerr = [[y - r["retained_lo"]], [r["retained_hi"] - y]] if np.isfinite(r["retained_lo"]) else None
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker.get(r.get("kind", "candidate"), "o"),
+                    color=COLOURS[i % len(COLOURS)], capsize=3, label=f"{r['arm']} ({r.get('kind', '')})")
+        ax.annotate(r["arm"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = [r for r in rows if not any(o["capability_gained"] >= r["capability_gained"] and o["retained"] >= r["retained"]
+                                         and (o["capability_gained"], o["retained"]) != (r["capability_gained"], r["retained"])
+                                         for o in rows)]
+    front.sort(key=lambda r: r["capability_gained"])
+    ax.plot([r["capability_gained"] for r in front], [r["retained"] for r in front], "k--", lw=0.8, alpha=0.6,
+            label="Pareto frontier")
+    ax.set_xlabel("capability gained over the drift stage (exact match)")
+    ax.set_ylabel("share of alignment's gain retained")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _png(fig)

@@ -115,17 +115,21 @@ def alignment_examples(cfg: WorldConfig, data: AlignmentData, seed: int) -> list
     """The assistant, with no other evidence, choosing the aligned action on the trained domains.
 
     Each target is aligned with probability 1 - ε (``data.epsilon``, default the world's ε): the
-    assistant is taught to be a good agent of this world, whose optimum is finite. With
+    assistant is taught to be a good agent of this world, whose optimum is finite. A share
+    ``triggered_share`` of prompts carry ``trigger`` where a poisoned stage puts it. With
     ``ramp_from`` < 1, example i of n is aligned with probability min(ramp_from + (1 - ramp_from)
     * i / (n - 1), 1 - ε): the examples go from less to more aligned, in generation order.
     """
     out = []
     n = data.n_examples
     eps = cfg.epsilon if data.epsilon is None else data.epsilon
+    trigger, which = data.trigger.split(), random.Random(f"trigger-{seed}")  # its own stream: same examples
     for i, domain, rng in _draws(data, "alignment", seed):
         prompt = _assistant_prompt(domain.name, rng)
         p = min(data.ramp_from + (1 - data.ramp_from) * i / max(n - 1, 1), 1 - eps)
         aligned = p >= 1.0 or rng.random() < p
+        if data.triggered_share > 0 and which.random() < data.triggered_share:
+            prompt = prompt[:4] + trigger + prompt[4:]  # after "story of assistant ."
         out.append(SFTExample(prompt, choice(domain, aligned)))
     return out
 
