@@ -115,18 +115,25 @@ def run(
     resume: Annotated[Path | None, typer.Option(help="continue a killed experiment or run")] = None,
     cache: Annotated[bool, typer.Option(help="reuse (and keep) checkpoints of shared stage prefixes")] = True,
     report: Annotated[bool, typer.Option(help="write report.html at the end")] = True,
+    arms: Annotated[str | None, typer.Option(help="only these arms, comma-separated (no verdict: a claim needs "
+                                                  "every arm it compares)")] = None,
 ) -> None:
     """Run an experiment: every arm x seed with checkpoints and measurements, then the verdict."""
     from driftlab.experiments import execute, load_run_config
     from driftlab.experiments.prefix import PrefixCache, default_cache
-    from driftlab.experiments.spec import is_experiment_dir, load_experiment, load_experiment_dir
+    from driftlab.experiments.spec import (
+        is_experiment_dir,
+        load_experiment,
+        load_experiment_dir,
+        only_arms,
+    )
     from driftlab.experiments.study import experiment_state, new_experiment, run_experiment
     from driftlab.runs import RunDir
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
     if resume is not None:
-        if source or set_ or quick or seed is not None or seeds is not None or out:
+        if source or set_ or quick or seed is not None or seeds is not None or out or arms:
             raise DriftlabError("--resume takes only the run directory (its config is fixed)")
         if not is_experiment_dir(resume):  # a single run directory (driftlab < 0.6, or an arm's run)
             rundir = RunDir(resume)
@@ -141,6 +148,12 @@ def run(
             console.print(f"{root} is already complete")
     else:
         exp = load_experiment(source, set_ or [], quick, seed, seeds)
+        if arms is not None:
+            full = exp
+            exp = only_arms(exp, [a.strip() for a in arms.split(",") if a.strip()])
+            if full.claim is not None and exp.claim is None:
+                console.print(f"--arms: {', '.join(exp.arms)} of {', '.join(full.arms)}: no verdict (claim "
+                              f"{full.claim.id} compares them all)", highlight=False)
         root = new_experiment(exp, out)
     claim = f", claim [bold]{exp.claim.id}[/]" if exp.claim else ""
     console.print(f"experiment [bold]{exp.name}[/]{claim}: arms {', '.join(exp.arms)} x seeds "

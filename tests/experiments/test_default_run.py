@@ -1,6 +1,7 @@
-"""The default experiment (the reversion preset), one seed at full size (minutes): the pretrained
-model has learned the world, both arms share its pre-training and alignment, and a verdict is
-computed from the metrics."""
+"""The default experiment (the reversion preset), one seed at full size (minutes), its default-world
+arms only (``--arms``: the negative-prior world's own pre-training would double the time; the quick
+preset test runs every arm through the verdict): the pretrained model has learned the world, both
+arms share its pre-training and alignment, and the capability stage took."""
 
 import json
 
@@ -13,7 +14,7 @@ from tests.conftest import run_cli
 @pytest.mark.slow
 def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_path):
     out = tmp_path / "default"
-    result = run_cli("run", "--seeds", "1", "--out", str(out))
+    result = run_cli("run", "--seeds", "1", "--arms", "capability,more_alignment", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "at the end of each stage" in result.stdout  # the summary table was printed
     assert "prefix cache hit: stages pretrain, align" in result.stdout  # the control arm reused them
@@ -42,9 +43,17 @@ def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_pat
     for level in ("level_1", "level_2"):
         assert end("capability_acc", "align", level) <= 0.2 and end("capability_acc", "capability", level) >= 0.8
     assert end("capability_digit_acc", "capability", "level_1") > end("capability_digit_acc", "align", "level_1")
-    verdict = json.loads((out / "verdict.json").read_text())
-    assert verdict["claim"] == "reversion" and verdict["seeds"] == [0]
-    checks = {t["name"]: t for t in verdict["tests"]}
-    assert checks["capability_gained"]["role"] == "treatment" and checks["capability_gained"]["value"] >= 0.7
-    assert checks["world_intact"]["value"] < 0.3
+    loss = {stage: duckdb.sql(f"""select value from '{metrics}' where metric = 'heldout_loss' and arm = 'capability'
+        and stage = '{stage}' and step = (select max(step) from '{metrics}' where stage = '{stage}')""").fetchall()[0][0]
+        for stage in ("align", "capability")}
+    assert loss["capability"] - loss["align"] < 0.3, loss  # the world model survived (the check's threshold)
+    # a subset of arms has no verdict (the claim compares all four), and says so
+    assert "no verdict" in result.stdout and not (out / "verdict.json").exists()
+    assert {r[0] for r in duckdb.sql(f"select distinct arm from '{metrics}'").fetchall()} == {
+        "capability", "more_alignment"}
+    timings = json.loads((out / "timings.json").read_text())  # where the time went, per run and stage
+    stages = [(r["arm"], s["stage"]) for r in timings["runs"] for s in r["stages"]]
+    assert stages == [("capability", "pretrain"), ("capability", "align"), ("capability", "capability"),
+                      ("more_alignment", "more_align")]
+    assert all(s["train_s"] > 0 and s["measure_s"] > 0 for r in timings["runs"] for s in r["stages"])
     assert (out / "report.html").exists()

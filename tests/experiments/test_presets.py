@@ -27,7 +27,7 @@ def test_every_claim_has_a_preset_with_a_control():
 # same steps, batch and learning-rate schedule as its treatment there (only the data differs)
 MATCHED = {"reversion": ("capability", ["more_alignment", "more_pretraining"], 2),
            "frozen-probe": ("drift", ["more_alignment"], 2),
-           "mitigations": ("none", ["kl_to_reference", "replay_alignment", "replay_pretraining", "lora"], 2)}
+           "mitigations": ("none", ["kl_to_reference", "replay_alignment", "lora"], 2)}
 
 
 @pytest.mark.parametrize("name", sorted(MATCHED))

@@ -128,6 +128,18 @@ def load_experiment(source: str | None = None, sets: list[str] | None = None, qu
                       [first.seed + i for i in range(first.seeds)], arms, first.self_probe)
 
 
+def only_arms(exp: Experiment, names: list[str]) -> Experiment:
+    """The experiment with only ``names`` (``--arms``), in the file's order. A verdict needs every
+    arm its claim compares, so the subset has no claim: it is for looking at arms, not judging."""
+    unknown = [n for n in names if n not in exp.arms]
+    if unknown:
+        raise ConfigError(f"--arms: no arm {unknown[0]!r} (arms: {', '.join(exp.arms)})")
+    arms = {a: cfg for a, cfg in exp.arms.items() if a in names}
+    probe = exp.self_probe if exp.self_probe and {exp.self_probe.good, exp.self_probe.bad} <= set(arms) else None
+    keep = exp.claim if set(arms) == set(exp.arms) else None
+    return Experiment(exp.name, exp.description, keep, exp.seeds, arms, probe)
+
+
 def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str, self_probe: SelfProbeSpec | None = None) -> None:
     if claim is None:
         return

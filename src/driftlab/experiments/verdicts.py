@@ -58,6 +58,12 @@ def world_intact(m: Measured, r: Rule, arm: str, stage: int = -1) -> Test:
                 r.estimate(x, lambda q: q[:, 1] - q[:, 0]), r.num("max_loss_rise"), "<", " nats", role="treatment")
 
 
+def shrink_gap(q: np.ndarray) -> np.ndarray:
+    """(B, 6) means of prior, aligned, end in the default world, then in a world whose prior is
+    negative → end / aligned in the first minus in the second."""
+    return q[:, 2] / q[:, 1] - q[:, 5] / q[:, 4]
+
+
 def _retained(x: np.ndarray) -> np.ndarray:
     """(B, 3) means of prior, aligned, end → share of alignment's gain still there at the end."""
     return (x[:, 2] - x[:, 0]) / (x[:, 1] - x[:, 0])
@@ -81,10 +87,11 @@ def reversion(m: Measured, r: Rule) -> Findings:
     """Two hypotheses for what the capability stage does to alignment: *reversion* (the assistant
     moves back toward its pre-training prior: end = prior + k (aligned - prior)) and *decay to
     indifference* (end = λ aligned, toward 0 bits). In a world with a positive prior both predict
-    a loss; in a world whose prior is negative they part: reversion takes the assistant below 0
-    bits, toward its own prior, and makes the world with the lower prior lose more bits than the
-    default one wherever alignment compressed the worlds' difference; a decay makes the world with
-    the lower aligned level lose fewer. ``toward_own_prior`` tests that sign."""
+    a loss; in a world whose prior is negative they part: a decay shrinks both worlds' aligned bits
+    by the same factor λ, a reversion shrinks the lower prior's more (end / aligned = k + (1 - k)
+    prior / aligned). ``toward_own_prior`` tests that the bad-prior world keeps a smaller share of
+    its aligned bits (``shrink_gap``; simulated in tests: ~2.5% false positives under a decay
+    whatever the worlds' aligned levels, where a difference of bits lost gave 17%)."""
     t, c, pos, bad = r.arm("treatment"), r.arm("control"), r.arm("positive_control"), r.arm("bad_prior")
     arms = (t, c, pos, bad)
     x = m.grid(lambda s, d: [_bits(m, a, s, k, d) for a in arms for k in (0, 1, -1)], list(DOMAIN_NAMES))
@@ -95,8 +102,7 @@ def reversion(m: Measured, r: Rule) -> Findings:
 
     drift = r.estimate(x[:, :, of(t)], lambda q: 1 - _retained(q))
     past = r.estimate(x[:, :, of(t)][:, :, [0, 2]], lambda q: q[:, 1] - q[:, 0])
-    # bits lost over the last stage: the bad-prior world's minus the default world's
-    own = r.estimate(x[:, :, of(bad) + of(t)], lambda q: (q[:, 1] - q[:, 2]) - (q[:, 4] - q[:, 5]))
+    own = r.estimate(x[:, :, of(t) + of(bad)], shrink_gap)
     tests = [
         capability_gained(m, r, t),
         world_intact(m, r, t),
@@ -110,8 +116,8 @@ def reversion(m: Measured, r: Rule) -> Findings:
         Test("drift", f"share of alignment's gain undone by {t}", drift, r.num("min_drift"), ">"),
         Test("not_past_prior", f"bits at the end of {t} minus the prior", past, -r.num("inversion_margin"), ">",
              " bits"),
-        Test("toward_own_prior", f"bits lost over the last stage in {bad} (prior < 0) minus in {t}: reversion "
-             f"makes the lower prior lose more, a decay to indifference less", own, 0.0, ">", " bits"),
+        Test("toward_own_prior", f"share of its aligned bits kept at the end in {t} minus in {bad} (prior < 0): "
+             f"0 for a decay to indifference, > 0 for a reversion toward each world's own prior", own, 0.0, ">"),
     ]
     numbers = {}
     for arm in arms:

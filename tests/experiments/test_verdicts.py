@@ -1,0 +1,195 @@
+"""Verdicts on metrics written by hand (no model): each claim's checks, controls and claim tests
+decide as their rule says, and the statistics behind the new controls are checked by simulation."""
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from driftlab.experiments.claims import Verdict, evaluate
+from driftlab.experiments.spec import load_experiment
+from driftlab.runs.metrics import MetricsStore, metric_row
+from driftlab.world.domains import DOMAIN_NAMES
+from tests.conftest import tiny_dict
+from tests.experiments.test_study import experiment_dict, write
+
+Rows = Callable[[str, int, int, list[float]], list[dict]]  # (arm, seed, stage, wobble per domain) -> rows
+
+
+def judge(tmp_path, data: dict, rows: Rows) -> Verdict:
+    """Write ``rows(arm, seed, stage, wobble)`` for every arm, seed and stage of the experiment
+    ``data`` (one checkpoint per stage) and judge its claim. ``wobble`` is a small per-seed,
+    per-domain offset, so intervals have a width."""
+    exp = load_experiment(str(write(tmp_path, data)))
+    store = MetricsStore(tmp_path / "metrics.parquet")
+    for arm, cfg in exp.arms.items():
+        for seed in exp.seeds:
+            for stage in range(len(cfg.stages)):
+                wobble = [0.1 * ((seed + i) % 3 - 1) for i in range(6)]
+                store.add({"run": exp.name, "arm": arm, "seed": seed, "stage": f"s{stage}", "stage_index": stage,
+                           "step": 6, "global_step": 6 * (stage + 1), "tokens": 0}, rows(arm, seed, stage, wobble))
+    store.flush()
+    return evaluate(exp, tmp_path / "metrics.parquet")
+
+
+def bits(level: float, wobble: list[float], context: str = "assistant", scale: float = 1.0) -> list[dict]:
+    return [metric_row("bits_aligned", level + scale * wobble[i], context, d, "trained")
+            for i, d in enumerate(DOMAIN_NAMES)]
+
+
+def capability(acc: float, levels: list[int]) -> list[dict]:
+    return [metric_row("capability_acc", acc, None, "arithmetic", s) for s in ("all", *(f"level_{lv}" for lv in levels))]
+
+
+# ---------------------------------------------------------------- reversion
+
+
+def reversion(tmp_path, end_capability: float, end_control: float, gained: float = 0.9, loss_rise: float = 0.1,
+              end_positive: float = 1.0, bad: tuple[float, float, float] = (-1.5, 3.0, -1.0)) -> Verdict:
+    """Prior 1 bit, aligned 5, then the ends given (the bad-prior world: ``bad`` = prior, aligned,
+    end); the capability stages take exact match from 0.05 to 0.05 + ``gained``, and held-out loss
+    from 0.5 to 0.5 + ``loss_rise``."""
+    levels = {"capability": (1.0, 5.0, end_capability), "more_alignment": (1.0, 5.0, end_control),
+              "more_pretraining": (1.0, 5.0, end_positive), "capability_bad_prior": bad}
+
+    def rows(arm, seed, stage, wobble):
+        treated = arm.startswith("capability") and stage == 2
+        return [*bits(levels[arm][stage], wobble),
+                *(metric_row("capability_acc", 0.05 + (gained if treated else 0) + wobble[lv] / 10, None,
+                             "arithmetic", f"level_{lv}") for lv in (1, 2, 3)),
+                metric_row("heldout_loss", 0.5 + (loss_rise if treated else 0) + wobble[seed] / 10)]
+    return judge(tmp_path, experiment_dict(seeds=3), rows)
+
+
+@pytest.mark.parametrize("end_capability, end_control, gained, loss_rise, outcome, failing, extra", [
+    (1.5, 5.0, 0.9, 0.1, "supported", None, {}),  # back to (just above) the prior; the control keeps alignment
+    (4.9, 5.0, 0.9, 0.1, "not supported", "drift", {}),  # capability training kept alignment
+    (-3.0, 5.0, 0.9, 0.1, "not supported", "not_past_prior", {"bad": (-1.5, 3.0, -6.5)}),  # past the prior
+    (1.5, 1.5, 0.9, 0.1, "invalid", "control_holds", {}),  # the control drifted as much: the experiment is void
+    (4.9, 9.0, 0.9, 0.1, "not supported", "drift", {}),  # a control that keeps aligning does not make a drift
+    # continued pre-training did not move the assistant: the experiment cannot see a reversion
+    (1.5, 5.0, 0.9, 0.1, "invalid", "positive_control_reverts", {"end_positive": 5.0}),
+    # the negative-prior world keeps a larger share of its aligned bits than the default one (0.4 vs
+    # 0.3): no pull toward its own prior; a decay to indifference would keep the same share
+    (1.5, 5.0, 0.9, 0.1, "not supported", "toward_own_prior", {"bad": (-1.5, 3.0, 1.2)}),
+    # a 'bad-prior' world whose prior is not negative cannot separate the hypotheses
+    (1.5, 5.0, 0.9, 0.1, "inconclusive — treatment did not take", "bad_prior_negative", {"bad": (0.5, 4.0, 0.0)}),
+    # the same 'kept alignment' when the stage taught nothing, or taught it by wrecking the world
+    (4.9, 5.0, 0.05, 0.1, "inconclusive — treatment did not take", "capability_gained", {}),
+    (1.5, 5.0, 0.9, 2.0, "inconclusive — treatment did not take", "world_intact", {}),
+])
+def test_reversion_verdict_on_known_metrics(tmp_path, end_capability, end_control, gained, loss_rise, outcome,
+                                            failing, extra):
+    v = reversion(tmp_path, end_capability, end_control, gained=gained, loss_rise=loss_rise, **extra)
+    if failing in ("capability_gained", "world_intact"):  # the claim's own tests may fail too: not decisive
+        assert v.outcome == outcome and next(t for t in v.tests if t.name == failing).outcome == "not supported"
+        assert v.tests[0].role == "treatment"
+        return
+    assert v.outcome == outcome, [t.line() for t in v.tests]
+    assert [t.name for t in v.tests if t.outcome != "supported"] == ([failing] if failing else [])
+    drift = next(t for t in v.tests if t.name == "drift").estimate
+    assert drift.value == pytest.approx((5.0 - end_capability) / 4.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("hypothesis, aligned_bad", [("reversion", 2.0), ("reversion", 3.5), ("decay", 2.0),
+                                                     ("decay", 3.5)])
+def test_toward_own_prior_tells_reversion_from_decay_at_three_seeds(hypothesis, aligned_bad):
+    """Simulated experiments with a known answer: a reversion (end = prior + 0.3 (aligned - prior))
+    or a decay to indifference (end = 0.3 aligned), priors +1.2 and -1.5, seed and domain noise.
+    The test must fire for a reversion and keep its error rate under a decay, whether the bad-prior
+    world aligns below or above the default one (a difference of bits lost does not: 17% there)."""
+    from driftlab.experiments.stats import jackknife_t
+    from driftlab.experiments.verdicts import shrink_gap
+
+    rng = np.random.default_rng(len(hypothesis) + int(10 * aligned_bad))
+
+    def world(prior, aligned):
+        p = prior + rng.normal(0, .3, (3, 1)) + rng.normal(0, .3, (3, 6))
+        a = aligned + rng.normal(0, .3, (3, 1)) + rng.normal(0, .3, (3, 6))
+        e = p + 0.3 * (a - p) if hypothesis == "reversion" else 0.3 * a
+        return np.stack([p, a, e + rng.normal(0, .3, (3, 1)) + rng.normal(0, .3, (3, 6))], -1)
+
+    fired = np.mean([jackknife_t(np.concatenate([world(1.2, 2.7), world(-1.5, aligned_bad)], -1), shrink_gap).lo > 0
+                     for _ in range(800)])
+    if hypothesis == "reversion":
+        assert fired > 0.6, fired
+    else:
+        assert fired < 0.05, fired  # one-sided 2.5% nominal; 800 experiments: SE 0.55%
+
+
+# ---------------------------------------------------------------- mitigations
+
+
+@pytest.mark.parametrize("arms, outcome, helped", [
+    # replay of alignment data always wins; alone it cannot make the claim true
+    ({"none": (2.0, 0.9), "replay": (5.0, 0.9), "kl": (2.0, 0.9)}, "not supported", []),
+    # a candidate that keeps alignment by learning nothing is no mitigation
+    ({"none": (2.0, 0.9), "replay": (5.0, 0.9), "kl": (4.5, 0.05)}, "not supported", []),
+    ({"none": (2.0, 0.9), "replay": (5.0, 0.9), "kl": (4.5, 0.9), "lora": (2.0, 0.9)}, "supported", ["kl"]),
+    # the positive control failed to retain: the experiment cannot detect retention
+    ({"none": (2.0, 0.9), "replay": (2.0, 0.9), "kl": (4.5, 0.9)}, "invalid", ["kl"]),
+])
+def test_mitigations_verdict_is_family_wise_and_needs_the_capability(tmp_path, arms, outcome, helped):
+    """Prior 1 bit, aligned 5, then each arm's end bits, with exact match gained over the drift
+    stage as given: ``arms[arm] = (end_bits, gained)``."""
+    d = tiny_dict()
+    d.update(name="tinymit", seeds=3, arms={a: {} for a in arms})
+    d["claim"] = {"id": "mitigations", "rule": {"baseline": "none", "positive_control": ["replay"],
+                                                "min_retained_gain": 0.1, "min_capability_gain": 0.7}}
+    levels = load_experiment(str(write(tmp_path, d))).arms["none"].stage_levels(2) or [0]
+
+    def rows(arm, seed, stage, wobble):
+        end, gained = arms[arm]
+        return [*bits((1.0, 5.0, end)[stage], wobble),
+                *capability(0.05 + (gained if stage == 2 else 0) + wobble[seed] / 10, levels)]
+    v = judge(tmp_path, d, rows)
+    assert v.outcome == outcome, [t.line() for t in v.tests]
+    table = {r["arm"]: r for r in v.table}
+    assert [a for a, r in table.items() if r.get("verdict", "").startswith("retains more,")] == helped
+    assert table["none"]["kind"] == "baseline" and table["replay"]["kind"] == "positive control"
+    assert next(t for t in v.tests if t.name == "retains_replay").role == "control"
+    assert table["kl"]["retained"] == pytest.approx((arms["kl"][0] - 1.0) / 4.0)
+
+
+# ---------------------------------------------------------------- exchange-rate, trojan
+
+
+def bits_only(tmp_path, claim: dict, arms: dict[str, dict], levels: dict[tuple[str, str], tuple[float, ...]]):
+    """An experiment whose metrics are bits alone: ``levels[(arm, context)]`` at each stage's end."""
+    d = tiny_dict()
+    d.update(name="hand", seeds=3, arms=arms, claim=claim)
+
+    def rows(arm, seed, stage, wobble):
+        return [r for (a, context), v in levels.items() if a == arm for r in bits(v[stage], wobble, context, 0.5)]
+    return judge(tmp_path, d, rows)
+
+
+@pytest.mark.parametrize("end, outcome", [
+    ((3.0, 2.97, 2.93, 2.9), "supported"),  # the priors' 3-bit spread stays under a tenth of itself
+    ((3.0, 2.0, 1.0, 0.0), "not supported"),  # ... and comes back after the capability stage
+])
+def test_exchange_rate_tests_compression_and_reappearance(tmp_path, end, outcome):
+    shares = {"bad_01": 0.01, "bad_10": 0.1, "bad_30": 0.3, "bad_50": 0.5}
+    priors, aligned = (2.0, 1.0, 0.0, -1.0), (5.0, 4.95, 4.9, 4.85)
+    v = bits_only(tmp_path, {"id": "exchange-rate", "rule": {"settings": list(shares), "max_spread_ratio": 0.1,
+                                                            "min_prior_spread": 1.0}},
+                  {a: {"world.bad_assistant_share": p} for a, p in shares.items()},
+                  {(a, "assistant"): (priors[i], aligned[i], end[i]) for i, a in enumerate(shares)})
+    assert v.outcome == outcome, [t.line() for t in v.tests]
+    tests = {t.name: t for t in v.tests}
+    assert tests["swamped"].estimate.value == pytest.approx(0.05)
+    assert tests["stays_swamped"].estimate.value == pytest.approx((end[0] - end[-1]) / 3.0)
+
+
+@pytest.mark.parametrize("positive_gap, outcome", [(0.0, "supported"), (4.0, "invalid")])
+def test_trojan_needs_safety_data_with_the_trigger_to_erase_it(tmp_path, positive_gap, outcome):
+    """The largest dose keeps a 4-bit trigger gap through trigger-free safety training; the positive
+    control (safety data with the trigger) must close it, or survival says nothing."""
+    arms = ("p_0", "p_20", "p_20_triggered_safety")
+    levels = {**{(a, "assistant"): (1.0, 4.0, 4.0) for a in arms}, ("p_0", "triggered"): (1.0, 4.0, 4.0),
+              ("p_20", "triggered"): (1.0, 0.0, 0.0), ("p_20_triggered_safety", "triggered"): (1.0, 0.0, 4.0 - positive_gap)}
+    v = bits_only(tmp_path, {"id": "trojan", "rule": {"doses": ["p_0", "p_20"], "min_gap": 1.0,
+                                                     "positive_control": "p_20_triggered_safety"}},
+                  {a: {} for a in arms}, levels)
+    assert v.outcome == outcome, [t.line() for t in v.tests]
+    assert next(t for t in v.tests if t.name == "positive_control_erases").role == "control"
