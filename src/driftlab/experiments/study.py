@@ -107,8 +107,8 @@ def write_timings(root: Path, exp: Experiment, extra: dict) -> None:
     Wall-clock facts stay out of metrics.parquet, which must be deterministic."""
     runs = []
     for arm, seed, _ in exp.runs():
-        t = read_json(run_dir(root, arm, seed).root / "timings.json", DataError, "") \
-            if (run_dir(root, arm, seed).root / "timings.json").exists() else {}
+        path = run_dir(root, arm, seed).root / "timings.json"
+        t = read_json(path, DataError, "unreadable") if path.exists() else {}
         runs.append({"arm": arm, "seed": seed, "wall_s": t.get("wall_s", 0.0), "stages": t.get("stages", [])})
     write_json(root / "timings.json", {"runs": runs, **extra})
 
