@@ -23,7 +23,7 @@ run: setup
 	$(BIN)/driftlab run
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 bench: setup $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/bench.py

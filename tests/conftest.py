@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny experiment config that runs in seconds, and a CLI runner."""
+"""Shared fixtures: a tiny experiment config that runs in seconds, a CLI runner, and one full-size
+run of the default experiment that every test of the default world reads."""
 
 from __future__ import annotations
 
@@ -13,8 +14,21 @@ import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # the tests' prefix cache: shared by this session's runs (so quick presets reuse each other's
-# pre-training, as a user's would), never the user's own
-os.environ.setdefault("DRIFTLAB_PREFIX_CACHE", tempfile.mkdtemp(prefix="driftlab-prefixes-"))
+# pre-training, as a user's would), never the user's own; under pytest-xdist (`make test`), one
+# folder for all the session's workers (two that need the same prefix at once both train it)
+_session = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _session:
+    _cache = Path(tempfile.gettempdir()) / f"driftlab-prefixes-{_session}"
+    _cache.mkdir(exist_ok=True)
+    os.environ.setdefault("DRIFTLAB_PREFIX_CACHE", str(_cache))
+    # workers share the cores: one torch thread each, here and in every command line they start
+    for _var in ("DRIFTLAB_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+    import torch
+
+    torch.set_num_threads(1)
+else:
+    os.environ.setdefault("DRIFTLAB_PREFIX_CACHE", tempfile.mkdtemp(prefix="driftlab-prefixes-"))
 
 TINY = {
     "name": "tiny",
@@ -61,3 +75,26 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     return subprocess.run([sys.executable, "-m", "driftlab.cli", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=timeout,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The default experiment's treatment arm, one seed at full size (minutes), through the command
+    line: ``(experiment directory, the finished process)``. Read by the default-run test and the
+    internals-against-ground-truth tests, so the default world is pre-trained once per session:
+    under pytest-xdist the first worker to need it runs it and the others wait for its result."""
+    import fcntl
+    import json
+
+    session = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    root = Path(tempfile.gettempdir()) / f"driftlab-default-{session}" if session else tmp_path_factory.mktemp("default")
+    root.mkdir(exist_ok=True)
+    out, done = root / "default", root / "result.json"
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            result = run_cli("run", "--seeds", "1", "--arms", "capability", "--out", str(out), timeout=2400)
+            assert result.returncode == 0, result.stderr[-3000:]
+            done.write_text(json.dumps({"args": result.args, "stdout": result.stdout, "stderr": result.stderr}))
+        record = json.loads(done.read_text())
+    return out, subprocess.CompletedProcess(record["args"], 0, record["stdout"], record["stderr"])

@@ -542,7 +542,7 @@ class ExperimentConfig(Strict):
                                                                "across two arms (see SelfProbeSpec)")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on matmuls (opt-in)")
     compile: bool = Field(False, description="torch.compile the training step (pays off on larger models)")
-    threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
+    threads: int | None = Field(None, ge=1, description="torch threads (default: $DRIFTLAB_THREADS, else all cores)")
     world: WorldConfig = WorldConfig()
     model: ModelConfig = ModelConfig()
     stages: list[StageConfig] = Field(min_length=1)
@@ -666,8 +666,14 @@ class ExperimentConfig(Strict):
         """Hash of what the first ``k`` stages' checkpoints and metric rows depend on: the run's
         config with only those stages, plus the measurement settings derived from later stages
         (trigger, distance splits, reference, trained split). Two arms with the same prefix hash
-        produce the same files for those stages, so one can reuse the other's."""
+        produce the same files for those stages, so one can reuse the other's. The co-trained probe
+        starts at the reference checkpoint, so its settings are not part of a prefix that ends
+        before the reference stage."""
         data = self.model_dump(mode="json", exclude=RUN_ONLY_KEYS | {"stages"})
+        data["measure"].pop("distance_from")  # what it names is in ``derived``
+        if k <= self.reference_index():
+            for key in ("cotrain", "cotrain_batch", "cotrain_lr"):
+                data["measure"].pop(key)
         data["stages"] = [s.model_dump(mode="json") for s in self.stages[:k]]
         data["derived"] = {"trigger": self.eval_trigger(), "distance": self.distance_domains(),
                            "reference": self.reference_index(), "trained": self.trained_domains()}

@@ -1,23 +1,17 @@
-"""The default experiment (the reversion preset), one seed at full size (minutes), its default-world
-arms only (``--arms``: the negative-prior world's own pre-training would double the time; the quick
-preset test runs every arm through the verdict): the pretrained model has learned the world, both
-arms share its pre-training and alignment, and the capability stage took."""
+"""The default experiment (the reversion preset), one seed at full size (minutes), its treatment
+arm only (``--arms``; the quick preset test runs every arm through the verdict): the pretrained
+model has learned the world, alignment raised the assistant's bits, and the capability stage took."""
 
 import json
 
 import duckdb
 import pytest
 
-from tests.conftest import run_cli
-
 
 @pytest.mark.slow
-def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_path):
-    out = tmp_path / "default"
-    result = run_cli("run", "--seeds", "1", "--arms", "capability,more_alignment", "--out", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(default_run):
+    out, result = default_run
     assert "at the end of each stage" in result.stdout  # the summary table was printed
-    assert "prefix cache hit: stages pretrain, align" in result.stdout  # the control arm reused them
     metrics = out / "metrics.parquet"
     # held-out documents, end of pre-training: |model bits - Bayes bits| per item, averaged
     gaps = dict(duckdb.sql(f"""
@@ -49,11 +43,9 @@ def test_default_run_learns_persona_inference_within_half_a_bit_of_bayes(tmp_pat
     assert loss["capability"] - loss["align"] < 0.3, loss  # the world model survived (the check's threshold)
     # a subset of arms has no verdict (the claim compares all four), and says so
     assert "no verdict" in result.stdout and not (out / "verdict.json").exists()
-    assert {r[0] for r in duckdb.sql(f"select distinct arm from '{metrics}'").fetchall()} == {
-        "capability", "more_alignment"}
+    assert {r[0] for r in duckdb.sql(f"select distinct arm from '{metrics}'").fetchall()} == {"capability"}
     timings = json.loads((out / "timings.json").read_text())  # where the time went, per run and stage
     stages = [(r["arm"], s["stage"]) for r in timings["runs"] for s in r["stages"]]
-    assert stages == [("capability", "pretrain"), ("capability", "align"), ("capability", "capability"),
-                      ("more_alignment", "more_align")]
+    assert stages == [("capability", "pretrain"), ("capability", "align"), ("capability", "capability")]
     assert all(s["train_s"] > 0 and s["measure_s"] > 0 for r in timings["runs"] for s in r["stages"])
     assert (out / "report.html").exists()

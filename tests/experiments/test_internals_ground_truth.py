@@ -1,42 +1,36 @@
-"""Internals against Persona World's ground truth, on a small pre-training run (about a minute).
-
-The default model, pre-trained for 400 steps (3.3M tokens, past the point where it learns to infer
-the persona in context: at the default schedule the probe goes 0.52 → 0.91 → 1.00 between steps 180
-and 270): the persona probe reads held-out documents, its shuffled-label control does not, and the
-persona projection orders contexts as the Bayes posterior does. The evidence is lexically balanced
+"""Internals against Persona World's ground truth, on the default run's pre-training (the session's
+``default_run``: the default model, 720 steps, 5.9M tokens, well past the point where it learns to
+infer the persona in context: the probe goes 0.52 -> 0.91 -> 1.00 between steps 180 and 270): the
+persona probe reads held-out documents, its shuffled-label control does not, and the persona
+projection orders contexts as the Bayes posterior does. The evidence is lexically balanced
 (``chose x over y``), so the untrained model's probe reads chance.
 """
 
 import duckdb
 import pytest
 
-from driftlab.config import load_config
-from driftlab.experiments import execute, new_run
+from driftlab.experiments.runner import load_run_config
 from driftlab.measure.forward import PromptBank
 from driftlab.measure.internals import PersonaDirections
 from driftlab.models.tiny import build_tiny_llama
 from driftlab.runs.checkpoint import artifact_path, load_tensors, load_weights
+from driftlab.runs.rundir import RunDir
 from driftlab.world.corpus import behaviour_prompts
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.tokenizer import WorldTokenizer
 
-SMALL = ["stages.0.steps=400", "stages.0.data.n_docs=8000", "stages.0.checkpoints={log: 0, linear: 1}",
-         "measure.reference=pretrain"]
-
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    cfg = load_config("reversion", SMALL)
-    cfg = cfg.model_copy(update={"stages": cfg.stages[:1]})  # pre-training only
-    run = new_run(cfg, tmp_path_factory.mktemp("gt") / "run")
-    execute(run, cfg)
-    return run, cfg
+def pretrained(default_run):
+    run = RunDir(default_run[0] / "capability" / "seed-0")
+    return run, load_run_config(run)
 
 
 def end_of_pretraining(run, metric, **where):
     cond = " and ".join(f"{k} = '{v}'" for k, v in where.items())
     return duckdb.sql(f"""select value from '{run.metrics_path}' where metric = '{metric}' and {cond}
-        and step = (select max(step) from '{run.metrics_path}')""").fetchall()[0][0]
+        and stage = 'pretrain' and step = (select max(step) from '{run.metrics_path}' where stage = 'pretrain')
+        """).fetchall()[0][0]
 
 
 def projections_by_evidence(run, cfg, checkpoint):
@@ -69,8 +63,8 @@ def monotone(values: list[float], tol: float) -> bool:
 
 
 @pytest.mark.slow
-def test_probe_reads_the_persona_and_its_control_does_not(small_run):
-    run, _ = small_run
+def test_probe_reads_the_persona_and_its_control_does_not(pretrained):
+    run, _ = pretrained
     refit = end_of_pretraining(run, "probe_auroc", context="refit", domain="persona", split="all")
     shuffled = end_of_pretraining(run, "probe_auroc", context="shuffled", domain="persona", split="all")
     assert refit >= 0.9, refit
@@ -78,10 +72,10 @@ def test_probe_reads_the_persona_and_its_control_does_not(small_run):
 
 
 @pytest.mark.slow
-def test_projection_orders_contexts_as_the_bayes_posterior(small_run):
-    run, cfg = small_run
+def test_projection_orders_contexts_as_the_bayes_posterior(pretrained):
+    run, cfg = pretrained
     stage_dir = run.stage_dir(0, "pretrain")
-    trained = projections_by_evidence(run, cfg, stage_dir / "step-0000400.safetensors")
+    trained = projections_by_evidence(run, cfg, stage_dir / f"step-{cfg.stages[0].steps:07d}.safetensors")
     bayes = [b for b, _ in trained]
     assert all(b2 - b1 > 0.005 for b1, b2 in zip(bayes, bayes[1:]))  # seven distinct posteriors
     proj = [p for _, p in trained]

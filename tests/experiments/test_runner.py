@@ -110,3 +110,17 @@ def test_killed_and_resumed_run_has_identical_metrics(reference, tmp_path, kill_
     config, run = reference
     resumed = kill_and_resume(load_config(str(config)), tmp_path / "killed", kill_at)
     assert metrics(resumed) == metrics(run)
+
+
+def test_threads_come_from_the_config_then_the_environment(monkeypatch):
+    from driftlab.errors import ConfigError
+    from driftlab.experiments.runner import default_threads
+
+    monkeypatch.setenv("DRIFTLAB_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.delenv("DRIFTLAB_THREADS")
+    assert default_threads() >= 1
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("DRIFTLAB_THREADS", bad)
+        with pytest.raises(ConfigError, match="DRIFTLAB_THREADS"):
+            default_threads()

@@ -78,6 +78,30 @@ def test_the_cache_key_is_the_prefix_config(tmp_path):
     assert hit["stages"] == ["pretrain"]  # a different alignment stage: only pre-training is reused
 
 
+def test_settings_whose_effect_starts_after_a_prefix_do_not_split_it(tmp_path):
+    """The co-trained probe starts at the reference (the end of alignment), so an experiment without
+    it reuses another's pre-training, and a stage spelled by name in ``measure.distance_from`` is
+    the same prefix as the one found by its data; the metrics are a fresh run's."""
+    def one_arm():
+        d = experiment_dict()
+        del d["claim"]
+        d["arms"] = {"capability": {}}
+        return d
+    cache = PrefixCache(tmp_path / "cache")
+    run(tmp_path, "a", one_arm(), cache)
+    b, _, _ = run(tmp_path, "b", one_arm(), cache, sets=["measure.cotrain=false"])
+    hit = yaml.safe_load((b / "capability" / "seed-0" / "prefix.json").read_text())
+    assert hit["stages"] == ["pretrain"]  # alignment ends at the reference: its rows read the probe
+    fresh, _, _ = run(tmp_path, "fresh", one_arm(), sets=["measure.cotrain=false"])
+    assert rows(b) == rows(fresh) and not any(r["context"] == "cotrained" for r in rows(b))
+    narrow = "stages.2.data={source: misaligned, n_examples: 64, domains: [shutdown]}"
+    named = load_experiment(str(write(tmp_path, one_arm(), "named.yaml")), [narrow, "measure.distance_from=capability"])
+    auto = load_experiment(str(write(tmp_path, one_arm(), "auto.yaml")), [narrow])
+    named, auto = named.arms["capability"], auto.arms["capability"]
+    assert named.distance_domains() == auto.distance_domains() == ["shutdown"]
+    assert named.prefix_hash(2) == auto.prefix_hash(2)
+
+
 def test_a_killed_experiment_resumes_to_the_same_metrics(tmp_path):
     class Killed(Exception):
         pass

@@ -99,13 +99,24 @@ def load_run_config(run: RunDir) -> ExperimentConfig:
     return load_config(str(run.config_path))
 
 
+def default_threads() -> int:
+    """Torch threads for a run whose config sets none: ``$DRIFTLAB_THREADS``, else every core (two
+    processes sharing the cores should each take 1: contention slows 2-thread torch many times over)."""
+    value = os.environ.get("DRIFTLAB_THREADS", "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"DRIFTLAB_THREADS: expected a positive integer (got {value!r})")
+        return int(value)
+    return os.cpu_count() or 1
+
+
 def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None,
             on_step: Callable[[int, int, float], None] | None = None,
             on_stage_end: Callable[[int], None] | None = None) -> None:
     """Run (or continue) every stage; mark the run complete only at the very end. ``on_stage_end``
     is called with a stage's index once its last checkpoint and resume state are on disk."""
     reporter = reporter or SilentReporter()
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.set_num_threads(cfg.threads or default_threads())
     with exclusive(run.root):  # before the status: another live process's run is not ours to mark
         try:
             _execute(run, cfg, reporter, on_step, on_stage_end)
