@@ -13,13 +13,21 @@ import pytest
 import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def _shared_dir(name: str) -> Path | None:
+    """A folder every pytest-xdist worker of this session sees (None outside pytest-xdist)."""
+    session = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not session:
+        return None
+    path = Path(tempfile.gettempdir()) / f"driftlab-{name}-{session}"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 # the tests' prefix cache: shared by this session's runs (so quick presets reuse each other's
 # pre-training, as a user's would), never the user's own; under pytest-xdist (`make test`), one
 # folder for all the session's workers (two that need the same prefix at once both train it)
-_session = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-if _session:
-    _cache = Path(tempfile.gettempdir()) / f"driftlab-prefixes-{_session}"
-    _cache.mkdir(exist_ok=True)
+_cache = _shared_dir("prefixes")
+if _cache is not None:
     os.environ.setdefault("DRIFTLAB_PREFIX_CACHE", str(_cache))
     # workers share the cores: one torch thread each, here and in every command line they start
     for _var in ("DRIFTLAB_THREADS", "OMP_NUM_THREADS"):
@@ -29,6 +37,7 @@ if _session:
     torch.set_num_threads(1)
 else:
     os.environ.setdefault("DRIFTLAB_PREFIX_CACHE", tempfile.mkdtemp(prefix="driftlab-prefixes-"))
+
 
 TINY = {
     "name": "tiny",
@@ -86,9 +95,7 @@ def default_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     import fcntl
     import json
 
-    session = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    root = Path(tempfile.gettempdir()) / f"driftlab-default-{session}" if session else tmp_path_factory.mktemp("default")
-    root.mkdir(exist_ok=True)
+    root = _shared_dir("default") or tmp_path_factory.mktemp("default")
     out, done = root / "default", root / "result.json"
     with open(root / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
