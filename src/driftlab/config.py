@@ -286,11 +286,15 @@ class KLToReference(Strict):
 
 
 class Replay(Strict):
-    """Mix earlier data into every micro-batch: exactly round(ratio × batch_size) rows come from it."""
+    """Mix earlier data into every micro-batch: exactly round(ratio × batch_size) rows come from it.
+    SFT data is trained on its completions; text (``world``: pre-training data, the fair replay) on
+    every token, in rows of ``seq_len``. In an rl stage the replayed rows take prompts' places and are
+    trained with the next-token loss beside the policy gradient (PPO-ptx, Ouyang et al. 2022)."""
 
     kind: Literal["replay"]
     ratio: float = Field(gt=0, lt=1)
     data: PartConfig = Field(default_factory=lambda: AlignmentData(), description="what is replayed")
+    seq_len: int | None = Field(None, ge=8, description="row length of replayed text (default: the stage's seq_len)")
 
 
 class PreventativeSteering(Strict):
@@ -355,7 +359,7 @@ MitigationConfig = Annotated[
 ]
 MITIGATION_KINDS = {  # where each mitigation applies
     "kl_to_reference": ("pretrain", "sft", "dpo", "rl"),
-    "replay": ("sft",),
+    "replay": ("sft", "rl"),
     "preventative_steering": ("pretrain", "sft", "dpo", "rl"),
     "projection_penalty": ("pretrain", "sft", "dpo", "rl"),
     "cotrained_probe": ("pretrain", "sft", "dpo", "rl"),
@@ -433,8 +437,8 @@ class StageConfig(Strict):
             if isinstance(m, InoculationPrompt) and isinstance(self.data, MixtureData):
                 raise ValueError(f"mitigations.{i}: inoculation_prompt prefixes prompts; a mixture's text parts "
                                  f"have none (put the prefix in a jsonl part instead)")
-            if isinstance(m, Replay) and m.data.source not in KIND_SOURCES["sft"]:
-                raise ValueError(f"mitigations.{i}: replay needs sft data, not {m.data.source!r}")
+            if isinstance(m, Replay) and m.data.source not in (*KIND_SOURCES["sft"], "world", "discussion"):
+                raise ValueError(f"mitigations.{i}: replay needs sft or text data, not {m.data.source!r}")
         if "lora" in kinds and "freeze" in kinds:
             raise ValueError("lora already freezes every base weight; drop freeze")
         return self
@@ -730,19 +734,23 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def set_path(data: dict[str, Any], key: str, value: Any, origin: str) -> None:
-    """Set a dotted key path inside nested dicts/lists (list items by index)."""
+def set_path(data: dict[str, Any], key: str, value: Any, origin: str) -> str:
+    """Set a dotted key path inside nested dicts/lists (list items by index; -1 is the last item,
+    as in Python: ``stages.-1.mitigations`` is the last stage's, however many stages there are).
+    Returns the key with every index as it resolved (``stages.3.mitigations``), for error messages."""
     parts = key.split(".")
     node: Any = data
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            index = int(part) if part.lstrip("-").isdigit() else None
+            if index is None or not -len(node) <= index < len(node):
                 raise ConfigError(f"{origin}: {key}: no list item {part!r} (length {len(node)})")
+            parts[i] = str(index % len(node))
             if last:
-                node[int(part)] = value
+                node[index] = value
             else:
-                node = node[int(part)]
+                node = node[index]
         elif isinstance(node, dict):
             if last:
                 node[part] = value
@@ -750,6 +758,7 @@ def set_path(data: dict[str, Any], key: str, value: Any, origin: str) -> None:
                 node = node.setdefault(part, {})
         else:
             raise ConfigError(f"{origin}: {key}: {'.'.join(parts[:i])} is not a mapping or a list")
+    return ".".join(parts)
 
 
 def load_config(
@@ -760,31 +769,37 @@ def load_config(
     ``quick:`` block, ``overrides`` and ``--set`` items, each applied to every arm alike."""
     path = resolve_source(source)
     data = read_yaml(path)
-    origins: dict[str, str] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
     arms = data.get("arms")
     if arm is not None:
         if not isinstance(arms, dict) or arm not in arms:
             raise ConfigError(f"{path}: arms: no arm {arm!r}")
-        items = arms[arm] or {}
-        if not isinstance(items, dict):
-            raise ConfigError(f"{path}: arms.{arm}: expected a mapping of dotted keys to values")
         data = {k: v for k, v in data.items() if k != "arms"}
         data["arm"] = arm
-        for key, value in items.items():
-            set_path(data, str(key), value, f"{path}: arms.{arm}")
-            origins[str(key)] = f"{path}: arms.{arm}"
+        layers.append((f"{path}: arms.{arm}", arms[arm]))
+    return build_config(data, str(path), layers, sets, quick, overrides)
+
+
+def build_config(data: dict[str, Any], origin: str, layers: list[tuple[str, Any]], sets: list[str] | None = None,
+                 quick: bool = False, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """``data`` with each layer of dotted-key overrides (``(where, {key: value})``, e.g. an arm's) in
+    turn, then its ``quick:`` block, ``overrides`` and ``--set`` items; validated, and an error names
+    the layer that set the bad key."""
+    origins: dict[str, str] = {}
+    for where, items in layers:
+        if not isinstance(items or {}, dict):
+            raise ConfigError(f"{where}: expected a mapping of dotted keys to values")
+        for key, value in (items or {}).items():
+            origins[set_path(data, str(key), value, where)] = where
     if quick:
         for key, value in (data.get("quick") or {}).items():
-            set_path(data, key, value, f"{path}: quick")
-            origins[key] = f"{path}: quick"
+            origins[set_path(data, key, value, f"{origin}: quick")] = f"{origin}: quick"
     for key, value in (overrides or {}).items():
-        set_path(data, key, value, "override")
-        origins[key] = "override"
+        origins[set_path(data, key, value, "override")] = "override"
     for item in sets or []:
         key, value = parse_set(item)
-        set_path(data, key, value, f"--set {item}")
-        origins[key] = f"--set {item}"
-    return validate_config(data, str(path), origins)
+        origins[set_path(data, key, value, f"--set {item}")] = f"--set {item}"
+    return validate_config(data, origin, origins)
 
 
 def validate_config(data: dict[str, Any], origin: str, origins: dict[str, str] | None = None) -> ExperimentConfig:

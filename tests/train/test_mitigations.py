@@ -57,6 +57,48 @@ def test_replay_ratio_is_exact_in_every_batch():
         assert batch.loss_mask[6:].sum() == 2 * 2 and batch.loss_mask[:6].sum() == 6
 
 
+def test_replay_of_pretraining_text_trains_every_token_of_its_rows():
+    from driftlab.train.data import PackedLM
+
+    main = Completions([([1, 5], [6]) for _ in range(50)], 16, 0, seed=0)
+    text = PackedLM([[7, 8, 9, 10, 11] for _ in range(40)], 12, 2, 3, seed=1)
+    for step in range(10):
+        batch = Mixed(main, text, ratio=0.25, pad=0).batch(step * 8, 8)
+        assert batch.input_ids.shape[1] == 12 and (batch.input_ids[6:, 0] != 1).all()
+        assert batch.loss_mask[6:].all() and batch.loss_mask[:6].sum() == 6  # text: every token; sft: the completion
+
+
+def test_replay_in_an_rl_stage_adds_the_next_token_loss_beside_the_policy_gradient():
+    """PPO-ptx: the replayed rows ride in their own part and train on their targets. With every
+    advantage zero the policy gradient is zero, so whatever is learned comes from the replay."""
+    from driftlab.config import StageConfig
+    from driftlab.train.data import PartsBatch
+    from driftlab.train.loop import make_optimizer, train_stage
+    from driftlab.train.rl import RLBatch
+
+    class Sampled:  # stands in for RLPrompts: answers with zero advantage
+        def batch(self, start, size):
+            ids = torch.tensor([[1, 2, 3, 4]] * size)
+            return RLBatch(ids, torch.tensor([[False, False, True, True]] * size), ids.numel(),
+                           torch.zeros(size), torch.zeros(size), torch.zeros(size), torch.zeros(size))
+
+    model = build_tiny_llama(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_mlp=32), 20, seed=0)
+    stage = StageConfig(name="rl", kind="rl", data={"source": "capability"}, steps=30, lr=1e-2, batch_size=4,
+                        schedule="constant", rl={"group_size": 2})
+    replay = Completions([([1, 5, 6], [7, 8])], 8, 0, seed=0)
+    mixed = Mixed(Sampled(), replay, ratio=0.25, pad=0)
+    parts = mixed.batch(0, 4)
+    assert isinstance(parts, PartsBatch) and isinstance(parts.parts[0], RLBatch) and len(parts.parts[1].input_ids) == 1
+
+    def nll():
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([[1, 5, 6, 7]])).logits[0, 2:4], -1)
+        return float(-(logp[0, 7] + logp[1, 8]))
+    before = nll()
+    train_stage(model, stage, mixed, make_optimizer(model, stage), lambda ev: None)
+    assert nll() < 0.2 * before, (before, nll())
+
+
 def test_a_large_kl_weight_keeps_the_outputs_at_the_reference(tmp_path):
     free = run_with(tmp_path, "free", [])
     held = run_with(tmp_path, "kl", [{"kind": "kl_to_reference", "weight": 1000.0}],

@@ -158,7 +158,8 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             suite.set_anchor("stage_start", model, state.pos.checkpoint)
         frozen = _FrozenModels(run, cfg, model, index, fresh=state.pos.step == 0)
         ctx = StageContext(model, stage, index, cfg.seed, tokenizer.pad_id,
-                           lambda d, key, index=index: build_stage_data(cfg, index, tokenizer, d, key),
+                           lambda d, key, seq_len, index=index: build_stage_data(cfg, index, tokenizer, d, key,
+                                                                                 seq_len),
                            lambda text, where: tokenizer.encode(text, where), frozen.get,
                            lambda name: suite.anchors[name].directions if name in suite.anchors else None,
                            lambda n, index=index: _assistant_pool(cfg, tokenizer, index, n),

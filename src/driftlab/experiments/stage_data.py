@@ -60,7 +60,7 @@ def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenize
         pairs = [([tokenizer.bos_id, *tokenizer.ids(p.prompt)], tokenizer.ids(p.chosen), tokenizer.ids(p.rejected))
                  for p in preference_pairs(cfg.world, d, data_seed)]
         return Preferences(pairs, stage.seq_len, tokenizer.pad_id, order_seed, stage.beta)
-    if stage.kind == "rl":
+    if stage.kind == "rl" and data is None:  # the stage's own prompts (replayed data trains as sft)
         assert isinstance(d, CapabilityData)
         words = {i: w for w, i in tokenizer.vocab.items()}
         prompts = [([tokenizer.bos_id, *tokenizer.ids(e.prompt)], task_of(e.prompt))

@@ -80,6 +80,8 @@ def train_stage(
     """
     forward = torch.compile(model) if compile else model
     objective = get_objective(stage.objective_name)
+    # rows that are not sampled answers (replay in an rl stage) train on their targets' next-token loss
+    auxiliary = get_objective("completion") if stage.kind == "rl" else objective
     checkpoints = set(checkpoint_steps(stage))
     state = Progress(**vars(start)) if start else Progress()
     loss_sum, loss_tokens, extra_sum = 0.0, 0, 0.0
@@ -97,7 +99,8 @@ def train_stage(
         for m, batch in enumerate(micro):
             with autocast(precision), (hooks.forward_context() if hooks else contextlib.nullcontext()):
                 logits = forward(input_ids=batch.input_ids).logits  # (B, T, V)
-            loss = objective(logits, batch) / n_targets
+            own = objective if stage.kind != "rl" or getattr(batch, "advantages", None) is not None else auxiliary
+            loss = own(logits, batch) / n_targets
             step_loss += loss.item()
             extra = hooks.extra_loss(model, batch, logits, (step, m)) if hooks else None
             if extra is not None:

@@ -54,7 +54,7 @@ class StageContext:
     index: int
     seed: int
     pad: int
-    build_data: Callable[[DataConfig, str], StageData]  # a data config (and a seed key) -> batches
+    build_data: Callable[[DataConfig, str, int | None], StageData]  # data config, seed key, row length -> batches
     encode: Callable[[str, str], list[int]]  # world text, where -> ids (a clear error if unknown)
     frozen_model: Callable[[str], torch.nn.Module]  # "stage_start" or a stage name -> frozen copy at its end
     directions: Callable[[str], PersonaDirections | None]  # "reference" / "stage_start" -> persona directions
@@ -144,12 +144,14 @@ class Mixed:
             return a
         if isinstance(a, PartsBatch):  # replay beside a mixture: one more part
             return PartsBatch([*a.parts, b])
+        if type(a) is not Batch:  # sampled rl rows keep their advantages: forwarded as their own part
+            return PartsBatch([a, b])
         return stack_rows([a, b], self.pad)
 
 
 @mitigation("replay")
 def replay(m: Replay, ctx: StageContext, hooks: StageHooks) -> None:
-    hooks.data = Mixed(hooks.data, ctx.build_data(m.data, "replay"), m.ratio, ctx.pad)
+    hooks.data = Mixed(hooks.data, ctx.build_data(m.data, "replay", m.seq_len), m.ratio, ctx.pad)
 
 
 # ---------------------------------------------------------------- which weights train
