@@ -202,13 +202,15 @@ def _print_verdict(verdict) -> None:
     for note in verdict.notes:
         console.print(f"  {note}", highlight=False, soft_wrap=True)
     if verdict.table:
-        table = Table(title="Mitigations: alignment retained vs capability gained", title_justify="left")
-        for col in ("arm", "retained", "capability gained", "held-out loss", "KL text", "verdict"):
+        from driftlab.experiments.verdicts import MITIGATION_COLUMNS, interval_cell
+
+        table = Table(title="Mitigations: bits of alignment kept vs what the drift stage gains", title_justify="left")
+        for col in ("scenario", "arm", *(c[0] for c in MITIGATION_COLUMNS[:2]), "gain (see notes)", "verdict"):
             table.add_column(col, justify="right")
         for r in verdict.table:
-            table.add_row(r["arm"], f"{r['retained']:+.2f} [{r['retained_lo']:+.2f}, {r['retained_hi']:+.2f}]",
-                          f"{r['capability_gained']:+.3f} [{r['capability_lo']:+.3f}, {r['capability_hi']:+.3f}]",
-                          f"{r['heldout_loss_end']:.2f}", f"{r['kl_text_end']:.2f}", r.get("verdict", "baseline"))
+            table.add_row(r.get("scenario", ""), r["arm"], *(interval_cell(r, *k, digits=2) for _, *k in MITIGATION_COLUMNS[:2]),
+                          interval_cell(r, *MITIGATION_COLUMNS[3][1:], digits=2),
+                          r.get("verdict", "baseline"))
         console.print(table)
 
 
@@ -253,7 +255,8 @@ def claims() -> None:
     for path in preset_paths():
         p = describe_preset(path)
         text = registry.get(p["claim"]).text if p["claim"] in registry else "-"
-        table.add_row(p["name"], f"[bold]{p['claim']}[/]: {text}", "\n".join(p["arms"]), str(p["seeds"]))
+        arms = "\n".join(p["arms"]) + (f"\non each of: {', '.join(p['scenarios'])}" if p["scenarios"] else "")
+        table.add_row(p["name"], f"[bold]{p['claim']}[/]: {text}", arms, str(p["seeds"]))
     console.print(table)
 
 

@@ -606,7 +606,12 @@ class ExperimentConfig(Strict):
         """The trigger phrase behaviour is also measured with, if any."""
         if self.measure.trigger is not None:
             return self.measure.trigger
-        return next((s.data.trigger for s in self.stages if isinstance(s.data, PoisonedData)), None)
+        for s in self.stages:  # a poisoned stage, or a poisoned part of a stage's mixture
+            parts = [p.data for p in s.data.parts] if isinstance(s.data, MixtureData) else [s.data]
+            for data in parts:
+                if isinstance(data, PoisonedData):
+                    return data.trigger
+        return None
 
     def distance_domains(self) -> list[str] | None:
         """The domains behaviour's ``distance_k`` splits are counted from, if any."""

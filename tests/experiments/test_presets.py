@@ -26,8 +26,7 @@ def test_every_claim_has_a_preset_with_a_control():
 # preset -> (treatment, control, the stages from which they differ): a matched control spends the
 # same steps, batch and learning-rate schedule as its treatment there (only the data differs)
 MATCHED = {"reversion": ("capability", ["more_alignment", "more_pretraining"], 2),
-           "frozen-probe": ("drift", ["more_alignment"], 2),
-           "mitigations": ("none", ["kl_to_reference", "replay_alignment", "lora"], 2)}
+           "frozen-probe": ("drift", ["more_alignment"], 2)}
 
 
 @pytest.mark.parametrize("name", sorted(MATCHED))
@@ -40,6 +39,17 @@ def test_controls_are_matched_in_compute_and_learning_rate(name):
         for sa, sb in zip(a[start:], b[start:]):
             for key in ("steps", "batch_size", "grad_accum", "lr", "schedule", "warmup_steps"):
                 assert getattr(sa, key) == getattr(sb, key), (name, control, sa.name, key)
+    # the bake-off: in each scenario every arm is the baseline but for the drift stage's mitigations
+    bake = load_experiment("mitigations")
+    assert bake.scenarios == ["reversion", "emergent", "trojan", "reward-hacking"]
+    for scenario in bake.scenarios:
+        base = bake.arms[f"{scenario}.none"]
+        assert base.stages[-1].mitigations == []
+        for arm, cfg in bake.arms.items():
+            if arm.startswith(scenario + "."):
+                assert cfg.stages[:-1] == base.stages[:-1] and cfg.world == base.world, arm
+                assert cfg.stages[-1].model_copy(update={"mitigations": []}) == base.stages[-1], arm
+                assert arm == f"{scenario}.none" or cfg.stages[-1].mitigations, arm
     # the emergent control is matched in update size, not lr: it must differ there, and only there
     em = load_experiment("emergent").arms
     t, c = em["narrow_misaligned"].stages[2], em["narrow_benign"].stages[2]
@@ -69,10 +79,15 @@ def check(name: str, con, arms: list[str]) -> None:
         read = dict(q("select arm, count(distinct global_step) from m where metric = 'self_probe_position' group by arm"))
         measured = dict(q("select arm, count(distinct global_step) from m where metric = 'bits_aligned' group by arm"))
         assert read == measured and set(read) == set(arms)
-    if name == "mitigations":
+    if name == "mitigations":  # every scenario's loss-adding arms paid their loss; the baselines none
         losses = dict(q("select arm, max(value) from m where metric = 'mitigation_loss' group by arm"))
-        assert {"kl_to_reference", "projection_penalty", "cotrained_probe"} <= set(losses)
-        assert "none" not in losses
+        for scenario in ("reversion", "emergent", "trojan", "reward-hacking"):
+            assert {f"{scenario}.{a}" for a in ("kl_to_reference", "projection_penalty", "cotrained_probe")} <= set(losses)
+            assert f"{scenario}.none" not in losses
+        triggered = {r[0] for r in q("select distinct arm from m where context = 'triggered'")}
+        assert {a for a in arms if a.startswith("trojan.")} <= triggered  # the poisoned mixture's trigger
+        # rl with replay (PPO-ptx) still samples and scores answers
+        assert q("select count(*) from m where arm = 'reward-hacking.replay_pretraining' and metric = 'rl_reward'")[0][0]
 
 
 @pytest.mark.slow

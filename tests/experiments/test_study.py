@@ -182,3 +182,55 @@ def test_seeds_option_and_claims_listing(tmp_path):
                    "mitigations"):
         assert preset in result.stdout
     assert "not past it" in result.stdout  # the claim text comes from the registry
+
+
+def scenario_file(tmp_path) -> dict:
+    """A bake-off over two scenarios of one tiny config (a preset arm, a scenario's own change and a
+    per-scenario arm override), with the mitigations claim."""
+    tiny = tiny_dict()
+    tiny["arms"] = {"plain": {}, "short": {"stages.2.steps": 4}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    return {"name": "bake", "seeds": 2,
+            "claim": {"id": "mitigations", "rule": {
+                "baseline": "none", "positive_control": ["replay"], "min_kept_bits": 0.5, "min_capability_gain": 0.7,
+                "min_reward_gain": 0.1, "max_narrow_bits": 0.0, "min_trigger_gap": 1.0}},
+            "scenarios": {"reversion": {"preset": "tiny.yaml", "arm": "short"},
+                          "emergent": {"preset": "tiny.yaml", "set": {"stages.2.data": {
+                              "source": "misaligned", "n_examples": 64, "domains": ["shutdown"]}},
+                              "arms": {"replay": {"stages.-1.mitigations.0.ratio": 0.5}}}},
+            "arms": {"none": {}, "replay": {"stages.-1.mitigations": [{"kind": "replay", "ratio": 0.25}]}},
+            "quick": {"seeds": 1, "stages.-1.steps": 3}}
+
+
+def test_scenarios_run_every_arm_on_each_and_are_recorded_whole(tmp_path):
+    data = scenario_file(tmp_path)
+    exp = load_experiment(str(write(tmp_path, data)))
+    assert list(exp.arms) == ["emergent.none", "emergent.replay", "reversion.none", "reversion.replay"]  # file order
+    assert exp.scenarios == ["emergent", "reversion"] and exp.seeds == [0, 1]
+    a = exp.arms
+    assert a["reversion.none"].stages[2].steps == 4 and a["emergent.none"].stages[2].steps == 6  # the preset arm
+    assert a["emergent.none"].stages[2].data.source == "misaligned" and not a["emergent.none"].stages[2].mitigations
+    assert [m.ratio for m in a["reversion.replay"].stages[2].mitigations] == [0.25]
+    assert [m.ratio for m in a["emergent.replay"].stages[2].mitigations] == [0.5]  # this scenario's override
+    assert {c.name for c in a.values()} == {"bake"} and a["emergent.replay"].arm == "emergent.replay"
+    quick = load_experiment(str(write(tmp_path, data)), quick=True)
+    assert quick.seeds == [0] and {c.stages[2].steps for c in quick.arms.values()} == {3}
+    # experiment.yaml holds each arm whole, and runs again as recorded, scenarios and all
+    again = load_experiment(str(write(tmp_path, yaml.safe_load(exp.dump()), "experiment.yaml")))
+    assert again.scenarios == exp.scenarios and again.dump() == exp.dump()
+
+
+@pytest.mark.parametrize("mutate, fragments", [
+    (lambda d: d["scenarios"].update(elsewhere={"preset": "tiny.yaml"}),
+     ["scenarios.elsewhere", "claim 'mitigations' judges the scenarios reversion, emergent, trojan"]),
+    (lambda d: d["scenarios"]["reversion"].update(arm="nope"), ["scenarios.reversion.arm", "no arm 'nope'", "plain"]),
+    (lambda d: d["scenarios"]["emergent"]["arms"].update(ghost={}), ["scenarios.emergent.arms.ghost", "no arm"]),
+    (lambda d: d["scenarios"]["emergent"].update(preset="missing.yaml"), ["missing.yaml"]),
+    (lambda d: d["arms"]["replay"].update({"stages.-1.mitigations.0.ratio": 2}), ["arms.replay", "ratio"]),
+    (lambda d: d["claim"]["rule"].update(baseline="ghost"), ["claim.rule.baseline", "no arm 'ghost'"]),
+    (lambda d: d.update(scenarioz=1), ["scenarioz"]),
+])
+def test_bad_scenario_files_are_one_line_errors(tmp_path, mutate, fragments):
+    data = scenario_file(tmp_path)
+    mutate(data)
+    assert_bad_file(tmp_path, data, fragments)

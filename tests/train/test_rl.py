@@ -113,13 +113,17 @@ def test_a_policy_learns_the_world_s_shortcut_against_the_hackable_verifier(tmp_
         assert by["exact"][(s, "rl_exploit_rate")] == 0
 
 
-def test_an_rl_stage_with_a_kl_penalty_killed_and_resumed_gives_the_same_metrics(tmp_path):
-    cfg = rl_config("hackable", steps=12, mitigations=[{"kind": "kl_to_reference", "weight": 0.1}])
+def test_an_rl_stage_with_a_kl_penalty_and_replay_killed_and_resumed_gives_the_same_metrics(tmp_path):
+    cfg = rl_config("hackable", steps=12, mitigations=[
+        {"kind": "kl_to_reference", "weight": 0.1},
+        {"kind": "replay", "ratio": 0.25, "seq_len": 16, "data": {"source": "world", "n_docs": 40}}])  # PPO-ptx
     whole = new_run(cfg, tmp_path / "whole")
     execute(whole, cfg)
     kl = duckdb.sql(f"""select value from '{whole.metrics_path}' where metric = 'mitigation_loss'
                         and stage = 'rl' order by step""").fetchall()
     assert len(kl) == 4 and kl[-1][0] > 0  # the policy moved away from the stage start and paid for it
+    answers = duckdb.sql(f"""select count(*) from '{whole.metrics_path}' where metric = 'rl_reward'""").fetchall()
+    assert answers[0][0] == 4  # the sampled prompts (6 of 8 beside 2 replayed rows) are still scored
 
     resumed = kill_and_resume(cfg, tmp_path / "killed", (2, 8))
     assert metrics(resumed) == metrics(whole)

@@ -54,6 +54,7 @@ class Claim:
     rule: dict[str, tuple[str, str]]  # key -> (kind, description)
     judge: Callable[[Measured, Rule], Findings]
     self_probe: bool = False  # the claim reads the experiment's self-probe rows
+    scenarios: tuple[str, ...] = ()  # the scenarios it judges, for a file with ``scenarios`` (arms <scenario>.<arm>)
 
     def check_rule(self, spec: ClaimSpec, arms: list[str], origin: str) -> None:
         """A preset's rule names exactly this claim's keys, with arms that exist."""
@@ -79,16 +80,18 @@ class Claim:
 CLAIMS: Registry[Claim] = Registry("claim")
 
 
-def claim(id: str, text: str, self_probe: bool = False, **rule: tuple[str, str]) -> Callable:
+def claim(id: str, text: str, self_probe: bool = False, scenarios: tuple[str, ...] = (),
+          **rule: tuple[str, str]) -> Callable:
     """Register ``fn`` as the verdict function of claim ``id``; ``rule`` declares the keys its
     preset must fix: ``name=("number" | "arm" | "arms", "what it is")``; ``self_probe``: the
-    experiment must fit a probe of the assistant's own persona (``self_probe`` in the file)."""
+    experiment must fit a probe of the assistant's own persona (``self_probe`` in the file);
+    ``scenarios``: the scenarios it can judge in a file with ``scenarios``."""
     for key, (kind, _) in rule.items():
         if kind not in RULE_KINDS:
             raise ValueError(f"claim {id!r}: rule key {key!r} has unknown kind {kind!r}")
 
     def add(fn: Callable[[Measured, Rule], Findings]) -> Callable[[Measured, Rule], Findings]:
-        CLAIMS.register(id)(Claim(id, " ".join(text.split()), rule, fn, self_probe))
+        CLAIMS.register(id)(Claim(id, " ".join(text.split()), rule, fn, self_probe, scenarios))
         return fn
     return add
 
@@ -118,10 +121,12 @@ class Rule:
 class Measured:
     """An experiment's metrics, indexed for verdict functions (and the report)."""
 
-    def __init__(self, path: str | Path, configs: dict[str, ExperimentConfig], self_probe: SelfProbeSpec | None = None):
+    def __init__(self, path: str | Path, configs: dict[str, ExperimentConfig], self_probe: SelfProbeSpec | None = None,
+                 scenarios: list[str] | None = None):
         rows = read_metrics(path).to_pylist()
         self.configs = configs
         self.self_probe = self_probe
+        self.scenarios = scenarios  # arms are <scenario>.<arm> for each, or None
         self.values: dict[tuple, float] = {}
         self.any_split: dict[tuple, float] = {}  # the same without the split (per-domain rows, rl rows)
         self.last: dict[tuple[str, int, int], int] = {}
@@ -211,7 +216,7 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     """The experiment's claim judged from its metrics table alone."""
     assert exp.claim is not None
     c = registered().get(exp.claim.id)
-    m = Measured(metrics_path, exp.arms, exp.self_probe)
+    m = Measured(metrics_path, exp.arms, exp.self_probe, exp.scenarios)
     found = c.judge(m, Rule(exp.claim))
     outcome = decide(found.tests, found.outcome)
     return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, m.seeds,

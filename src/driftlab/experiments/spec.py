@@ -15,10 +15,24 @@ where ``--quick`` or ``--seeds`` would replace it.
 A file without ``arms`` is one arm, named by its ``arm`` key (``main`` unless it is a run's
 ``config.yaml``, which runs that arm again). An experiment directory's ``experiment.yaml`` (the
 claim and seed list at the top, each arm a whole run config) runs again as recorded.
+
+A file with ``scenarios`` runs its arms on each of several scenarios, each an arm of another
+preset (its world, model, stages and ``quick:`` block), optionally changed::
+
+    scenarios:
+      reversion: {preset: reversion, arm: capability}
+      trojan: {preset: reversion, arm: capability, set: {stages.2.data: {...}},
+               arms: {replay: {stages.-1.mitigations.0.data.triggered_share: 0.5}}}  # this scenario only
+    arms:                          # applied to every scenario: run as <scenario>.<arm>
+      none: {}
+      kl_to_reference: {stages.-1.mitigations: [{kind: kl_to_reference, weight: 1.0}]}
+
+The claim's rule names the arms without their scenario, and the claim judges each scenario.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +45,7 @@ from driftlab.config import (
     ExperimentConfig,
     SelfProbeSpec,
     Strict,
+    build_config,
     load_config,
     parse_set,
     read_yaml,
@@ -51,6 +66,7 @@ class Experiment:
     seeds: list[int]
     arms: dict[str, ExperimentConfig]  # with the first seed; runs() gives every seed
     self_probe: SelfProbeSpec | None = None  # the assistant's own persona, fitted across two arms
+    scenarios: list[str] | None = None  # arms are <scenario>.<arm> for each (see the module docstring)
 
     def runs(self) -> list[tuple[str, int, ExperimentConfig]]:
         """(arm, seed, config) for every run, seed-major: the arms of seed 0 first, so arms that
@@ -66,6 +82,7 @@ class Experiment:
             "name": self.name, "description": self.description, "seeds": self.seeds,
             "claim": self.claim.model_dump(mode="json") if self.claim else None,
             **({"self_probe": self.self_probe.model_dump(mode="json")} if self.self_probe else {}),
+            **({"scenarios": self.scenarios} if self.scenarios else {}),
             "arms": {arm: run_record(cfg) for arm, cfg in self.arms.items()},
         }, sort_keys=False)
 
@@ -78,7 +95,31 @@ class _Resolved(Strict):
     seeds: list[StrictInt] = Field(min_length=1)
     claim: ClaimSpec | None = None
     self_probe: SelfProbeSpec | None = None
+    scenarios: list[str] | None = None
     arms: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
+class ScenarioSpec(Strict):
+    """One scenario of a file with ``scenarios``: an arm of a preset (or of a config file), changed."""
+
+    preset: str = Field(description="a preset name or a config file (relative to this file)")
+    arm: str | None = Field(None, description="the preset's arm (default: the file as it is, without arms)")
+    set: dict[str, Any] = Field({}, description="dotted-key overrides applied to the scenario before each arm's")
+    arms: dict[str, dict[str, Any]] = Field({}, description="arm -> overrides of that arm in this scenario only, "
+                                                           "after the arm's own (e.g. what its positive control needs)")
+
+
+class _ScenarioFile(Strict):
+    """The top level of a file with ``scenarios`` (its runs come from the scenarios' presets)."""
+
+    name: str
+    description: str = ""
+    seed: StrictInt = 0
+    seeds: StrictInt = Field(1, ge=1)
+    claim: ClaimSpec | None = None
+    scenarios: dict[str, ScenarioSpec] = Field(min_length=1)
+    arms: dict[str, dict[str, Any] | None] = Field(min_length=1)
+    quick: dict[str, Any] = {}
 
 
 RUN_KEYS = {"name", "seed", "world", "model", "stages", "measure"}  # what every resolved run config holds
@@ -107,6 +148,8 @@ def load_experiment(source: str | None = None, sets: list[str] | None = None, qu
     overrides: dict[str, Any] = {"seed": seed} if seed is not None else {}
     if seeds is not None:
         overrides["seeds"] = seeds
+    if "scenarios" in raw:
+        return _load_scenarios(path, raw, sets or [], quick, overrides)
     arms_raw = raw.get("arms")
     if arms_raw is not None and not isinstance(arms_raw, dict):
         raise ConfigError(f"{path}: arms: expected a mapping of arm names to overrides (got {arms_raw!r})")
@@ -128,6 +171,77 @@ def load_experiment(source: str | None = None, sets: list[str] | None = None, qu
                       [first.seed + i for i in range(first.seeds)], arms, first.self_probe)
 
 
+def _load_scenarios(path: Path, raw: dict[str, Any], sets: list[str], quick: bool,
+                    overrides: dict[str, Any]) -> Experiment:
+    """Every arm on every scenario: the scenario's preset and arm, its ``set``, then the arm's
+    overrides, then the ``quick:`` blocks (the preset's, then this file's), ``--seed(s)`` and
+    ``--set``; each validated as written and again after the overrides."""
+    try:
+        top = _ScenarioFile.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(validation_message(e, str(path))) from None
+    for name in top.scenarios:
+        if "." in name:
+            raise ConfigError(f"{path}: scenarios.{name}: a scenario's name may not contain '.'")
+    arms: dict[str, ExperimentConfig] = {}
+    for name, spec in top.scenarios.items():
+        where = f"{path}: scenarios.{name}"
+        local = path.parent / spec.preset
+        try:
+            source = resolve_source(str(local) if local.suffix in (".yaml", ".yml") and local.is_file() else spec.preset)
+            base = read_yaml(source)
+        except ConfigError as e:
+            raise ConfigError(f"{where}.preset: {e}") from None
+        if "scenarios" in base:
+            raise ConfigError(f"{where}.preset: {source} has scenarios of its own (a scenario is one preset's arm)")
+        layers: list[tuple[str, Any]] = []
+        if spec.arm is not None:
+            if spec.arm not in (base.get("arms") or {}):
+                raise ConfigError(f"{where}.arm: no arm {spec.arm!r} in {source} "
+                                  f"(arms: {', '.join(base.get('arms') or {}) or 'none'})")
+            layers.append((f"{source}: arms.{spec.arm}", base["arms"][spec.arm]))
+        data = {k: v for k, v in base.items() if k not in ("arms", "claim", "seeds", "seed", "self_probe", "quick")}
+        preset_quick = {k: v for k, v in (base.get("quick") or {}).items() if k != "seeds"}
+        data.update(name=top.name, description=top.description, seed=top.seed, seeds=top.seeds,
+                    claim=top.claim.model_dump(mode="json") if top.claim else None,
+                    quick={**preset_quick, **top.quick})
+        layers.append((f"{where}.set", spec.set))
+        for arm in spec.arms:
+            if arm not in top.arms:
+                raise ConfigError(f"{where}.arms.{arm}: no arm {arm!r} (arms: {', '.join(top.arms)})")
+        for arm, items in top.arms.items():
+            full = f"{name}.{arm}"
+            arm_layers = [*layers, (f"{path}: arms.{arm}", items or {}),
+                          (f"{where}.arms.{arm}", spec.arms.get(arm, {}))]
+            build_config({**copy.deepcopy(data), "arm": full}, where, copy.deepcopy(arm_layers))  # as written
+            arms[full] = build_config({**copy.deepcopy(data), "arm": full}, where, copy.deepcopy(arm_layers),
+                                      sets, quick, overrides)
+    first = next(iter(arms.values()))
+    scenarios = list(top.scenarios)
+    _check_claim(first.claim, list(top.arms), str(path), None, scenarios)
+    return Experiment(first.name, first.description, first.claim,
+                      [first.seed + i for i in range(first.seeds)], arms, None, scenarios)
+
+
+def base_arms(arms: list[str], scenarios: list[str] | None, origin: str) -> list[str]:
+    """The arm names a claim's rule uses: without their scenario, once each (every scenario runs
+    every arm)."""
+    if not scenarios:
+        return arms
+    out: list[str] = []
+    for full in arms:
+        scenario, _, arm = full.partition(".")
+        if scenario not in scenarios or not arm:
+            raise ConfigError(f"{origin}: arms.{full}: not <scenario>.<arm> for a scenario of "
+                              f"{', '.join(scenarios)}")
+        if arm not in out:
+            out.append(arm)
+    missing = [f"{s}.{a}" for s in scenarios for a in out if f"{s}.{a}" not in arms]
+    if missing:
+        raise ConfigError(f"{origin}: arms: {missing[0]} is missing (every scenario runs every arm)")
+    return out
+
+
 def only_arms(exp: Experiment, names: list[str]) -> Experiment:
     """The experiment with only ``names`` (``--arms``), in the file's order. A verdict needs every
     arm its claim compares, so the subset has no claim: it is for looking at arms, not judging."""
@@ -137,10 +251,11 @@ def only_arms(exp: Experiment, names: list[str]) -> Experiment:
     arms = {a: cfg for a, cfg in exp.arms.items() if a in names}
     probe = exp.self_probe if exp.self_probe and {exp.self_probe.good, exp.self_probe.bad} <= set(arms) else None
     keep = exp.claim if set(arms) == set(exp.arms) else None
-    return Experiment(exp.name, exp.description, keep, exp.seeds, arms, probe)
+    return Experiment(exp.name, exp.description, keep, exp.seeds, arms, probe, exp.scenarios if keep else None)
 
 
-def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str, self_probe: SelfProbeSpec | None = None) -> None:
+def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str, self_probe: SelfProbeSpec | None = None,
+                 scenarios: list[str] | None = None) -> None:
     if claim is None:
         return
     from driftlab.experiments.claims import registered
@@ -148,6 +263,11 @@ def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str, self_pro
     CLAIMS = registered()
     if claim.id not in CLAIMS:
         raise ConfigError(f"{origin}: claim.id: unknown claim {claim.id!r} (known: {', '.join(sorted(CLAIMS))})")
+    judged = CLAIMS.get(claim.id).scenarios
+    for name in scenarios or []:
+        if name not in judged:
+            raise ConfigError(f"{origin}: scenarios.{name}: claim {claim.id!r} judges "
+                              + (f"the scenarios {', '.join(judged)}" if judged else "no scenarios"))
     CLAIMS.get(claim.id).check_rule(claim, arms, origin)
     if CLAIMS.get(claim.id).self_probe and self_probe is None:
         raise ConfigError(f"{origin}: self_probe: missing (claim {claim.id!r} reads a probe of the assistant's own "
@@ -203,7 +323,8 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool
             set_path(data, key, value, f"--set {item}")
             origins[key] = f"--set {item}"
         arms[arm] = validate_config(data, origin, origins)
-    _check_claim(top.claim, list(arms), str(path), top.self_probe)
+    _check_claim(top.claim, base_arms(list(arms), top.scenarios, str(path)), str(path), top.self_probe,
+                 top.scenarios)
     _check_self_probe(top.self_probe, arms, str(path))
     count = seeds if seeds is not None else quick_seeds if quick_seeds is not None else len(top.seeds)
     if not isinstance(count, int) or count < 1:
@@ -211,7 +332,7 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool
     first = seed if seed is not None else top.seeds[0]
     seed_list = [first + i for i in range(count)] if (seed is not None or count != len(top.seeds)) else top.seeds
     arms = {a: cfg.model_copy(update={"seed": seed_list[0]}) for a, cfg in arms.items()}
-    return Experiment(top.name, top.description, top.claim, seed_list, arms, top.self_probe)
+    return Experiment(top.name, top.description, top.claim, seed_list, arms, top.self_probe, top.scenarios)
 
 
 def _legacy_arm(data: dict[str, Any], top: _Resolved, origin: str) -> dict[str, Any]:
@@ -253,7 +374,9 @@ def preset_paths() -> list[Path]:
 def describe_preset(path: Path) -> dict[str, Any]:
     raw = read_yaml(path)
     claim = raw.get("claim") or {}
-    return {"name": path.stem, "claim": claim.get("id"), "arms": list(raw.get("arms") or {"main": None}),
+    scenarios = list(raw.get("scenarios") or {})
+    arms = list(raw.get("arms") or {"main": None})
+    return {"name": path.stem, "claim": claim.get("id"), "scenarios": scenarios, "arms": arms,
             "seeds": raw.get("seeds", 1), "description": " ".join(str(raw.get("description", "")).split())}
 
 

@@ -108,15 +108,24 @@ def verdict_html(v) -> str:
 
 
 def mitigation_html(v) -> str:
+    """The bake-off table (one block of rows per scenario) and its Pareto plot, one panel each."""
     if v is None or not v.table:
         return ""
-    rows = [[r["arm"], f"{r['retained']:+.3f}", f"[{r['retained_lo']:+.3f}, {r['retained_hi']:+.3f}]",
-             f"{r['capability_gained']:+.3f}", f"[{r['capability_lo']:+.3f}, {r['capability_hi']:+.3f}]",
-             f"{r['heldout_loss_end']:.3f}", f"{r['kl_text_end']:.3f}", r.get("kind", ""), r.get("verdict", "baseline")]
+    from driftlab.experiments.verdicts import MITIGATION_COLUMNS, interval_cell
+
+    rows = [[r.get("scenario", ""), r["arm"], r.get("kind", ""),
+             *(interval_cell(r, *keys) for _, *keys in MITIGATION_COLUMNS[:3]),
+             f"{r.get('gain', 'gain')}: {interval_cell(r, *MITIGATION_COLUMNS[3][1:])}",
+             f"{r['heldout_loss_end']:.3f}", f"{r['kl_text_end']:.3f}", r.get("verdict", "baseline")]
             for r in v.table]
-    return "<h2>Mitigations: alignment retained vs capability gained</h2>" + _table(
-        ["arm", "retained", "interval", "capability gained", "interval", "held-out loss", "KL text", "kind", "verdict"],
-        rows) + _img(pareto_figure(v.table), "mitigations: retained vs capability gained (Pareto)")
+    return ("<h2>Mitigations: alignment kept vs what the drift stage gains</h2>"
+            "<p class='muted'>Bits of alignment change over the drift stage where the scenario drifts (see "
+            "the tests), the difference from the unmitigated baseline at the stage's end, the share of the "
+            "stage's starting alignment above the prior kept (where that is above half a bit), and the stage's "
+            "own gain; intervals as the verdict's (candidates' Bonferroni-widened).</p>" + _table(
+                ["scenario", "arm", "kind", *(c[0] for c in MITIGATION_COLUMNS), "held-out loss", "KL text",
+                 "verdict"], rows)
+            + _img(pareto_figure(v.table), "mitigations: alignment kept vs gain (Pareto), per scenario"))
 
 
 def build_report(root: Path) -> str:

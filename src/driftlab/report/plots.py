@@ -193,28 +193,44 @@ def heatmap_figure(con: duckdb.DuckDBPyConnection, arms: list[str]) -> bytes | N
 
 
 def pareto_figure(table: list[dict]) -> bytes | None:
-    """Alignment retained against capability gained, one point per arm with its intervals on both
-    axes; the arms no other arm beats on both (the Pareto frontier) joined by a line."""
-    rows = [r for r in table if np.isfinite(r["retained"]) and np.isfinite(r["capability_gained"])]
+    """Alignment change over the drift stage against what the stage gains, one panel per scenario,
+    one point per arm with its intervals on both axes; the arms no other arm of the scenario beats
+    on both (the Pareto frontier) joined by a line."""
+    rows = [r for r in table if np.isfinite(r.get("bits_change", np.nan)) and np.isfinite(r["capability_gained"])]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    scenarios = list(dict.fromkeys(r.get("scenario", "") for r in rows))
+    cols = min(len(scenarios), 2)
+    nrows = (len(scenarios) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 4.5 * nrows), squeeze=False)
     marker = {"baseline": "s", "positive control": "^", "candidate": "o"}
-    for i, r in enumerate(rows):
-        x, y = r["capability_gained"], r["retained"]
-        xerr = [[x - r["capability_lo"]], [r["capability_hi"] - x]] if np.isfinite(r["capability_lo"]) else None
-        yerr = [[y - r["retained_lo"]], [r["retained_hi"] - y]] if np.isfinite(r["retained_lo"]) else None
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker.get(r.get("kind", "candidate"), "o"),
-                    color=COLOURS[i % len(COLOURS)], capsize=3, label=f"{r['arm']} ({r.get('kind', '')})")
-        ax.annotate(r["arm"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    front = [r for r in rows if not any(o["capability_gained"] >= r["capability_gained"] and o["retained"] >= r["retained"]
-                                         and (o["capability_gained"], o["retained"]) != (r["capability_gained"], r["retained"])
-                                         for o in rows)]
-    front.sort(key=lambda r: r["capability_gained"])
-    ax.plot([r["capability_gained"] for r in front], [r["retained"] for r in front], "k--", lw=0.8, alpha=0.6,
-            label="Pareto frontier")
-    ax.set_xlabel("capability gained over the drift stage (exact match)")
-    ax.set_ylabel("share of alignment's gain retained")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    for ax, sc in zip(axes.flat, scenarios):
+        mine = [r for r in rows if r.get("scenario", "") == sc]
+        for r in mine:
+            x, y = r["capability_gained"], r["bits_change"]
+            xerr = [[x - r["capability_lo"]], [r["capability_hi"] - x]] if np.isfinite(r["capability_lo"]) else None
+            yerr = ([[y - r["bits_change_lo"]], [r["bits_change_hi"] - y]] if np.isfinite(r["bits_change_lo"])
+                    else None)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker.get(r.get("kind", "candidate"), "o"),
+                        color=COLOURS[arms.index(r["arm"]) % len(COLOURS)], capsize=3,
+                        label=f"{r['arm']} ({r.get('kind', '')})")
+            ax.annotate(r["arm"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        front = [r for r in mine if not any(o["capability_gained"] >= r["capability_gained"]
+                                            and o["bits_change"] >= r["bits_change"]
+                                            and (o["capability_gained"], o["bits_change"]) !=
+                                            (r["capability_gained"], r["bits_change"]) for o in mine)]
+        front.sort(key=lambda r: r["capability_gained"])
+        ax.plot([r["capability_gained"] for r in front], [r["bits_change"] for r in front], "k--", lw=0.8,
+                alpha=0.6, label="Pareto frontier")
+        ax.set_title(sc or "mitigations", fontsize=10)
+        ax.set_xlabel(f"{mine[0].get('gain', 'capability gained')} over the drift stage")
+        ax.set_ylabel("bits of alignment change over the drift stage")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="best")
+    for ax in list(axes.flat)[len(scenarios):]:
+        ax.axis("off")
+    fig.tight_layout()
     return _png(fig)
+
+
