@@ -117,6 +117,8 @@ def run(
     report: Annotated[bool, typer.Option(help="write report.html at the end")] = True,
     arms: Annotated[str | None, typer.Option(help="only these arms, comma-separated (no verdict: a claim needs "
                                                   "every arm it compares)")] = None,
+    scenarios: Annotated[str | None, typer.Option(help="only these scenarios of a file with scenarios, comma-"
+                                                       "separated (the claim judges each one it runs)")] = None,
 ) -> None:
     """Run an experiment: every arm x seed with checkpoints and measurements, then the verdict."""
     from driftlab.experiments import execute, load_run_config
@@ -126,6 +128,7 @@ def run(
         load_experiment,
         load_experiment_dir,
         only_arms,
+        only_scenarios,
     )
     from driftlab.experiments.study import experiment_state, new_experiment, run_experiment
     from driftlab.runs import RunDir
@@ -133,7 +136,7 @@ def run(
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
     if resume is not None:
-        if source or set_ or quick or seed is not None or seeds is not None or out or arms:
+        if source or set_ or quick or seed is not None or seeds is not None or out or arms or scenarios:
             raise DriftlabError("--resume takes only the run directory (its config is fixed)")
         if not is_experiment_dir(resume):  # a single run directory (driftlab < 0.6, or an arm's run)
             rundir = RunDir(resume)
@@ -148,6 +151,8 @@ def run(
             console.print(f"{root} is already complete")
     else:
         exp = load_experiment(source, set_ or [], quick, seed, seeds)
+        if scenarios is not None:
+            exp = only_scenarios(exp, [s.strip() for s in scenarios.split(",") if s.strip()])
         if arms is not None:
             full = exp
             exp = only_arms(exp, [a.strip() for a in arms.split(",") if a.strip()])

@@ -234,3 +234,18 @@ def test_bad_scenario_files_are_one_line_errors(tmp_path, mutate, fragments):
     data = scenario_file(tmp_path)
     mutate(data)
     assert_bad_file(tmp_path, data, fragments)
+
+
+def test_scenarios_option_runs_a_subset_that_is_still_judged(tmp_path):
+    from driftlab.experiments.spec import only_scenarios
+
+    path = write(tmp_path, scenario_file(tmp_path))
+    exp = only_scenarios(load_experiment(str(path)), ["reversion"])
+    assert list(exp.arms) == ["reversion.none", "reversion.replay"] and exp.scenarios == ["reversion"]
+    assert exp.claim is not None and exp.claim.id == "mitigations"  # each scenario is judged on its own
+    assert yaml.safe_load(exp.dump())["scenarios"] == ["reversion"]
+    assert_one_line_error(run_cli("run", str(path), "--scenarios", "reversion,trojan", "--out", str(tmp_path / "r")),
+                          "--scenarios", "no scenario 'trojan'", "emergent, reversion")
+    assert_one_line_error(run_cli("run", "reversion", "--scenarios", "x", "--out", str(tmp_path / "r")),
+                          "--scenarios: this experiment has no scenarios")
+    assert not (tmp_path / "r").exists()

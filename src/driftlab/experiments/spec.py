@@ -242,6 +242,20 @@ def base_arms(arms: list[str], scenarios: list[str] | None, origin: str) -> list
     return out
 
 
+def only_scenarios(exp: Experiment, names: list[str]) -> Experiment:
+    """The experiment on ``names`` (``--scenarios``) only, in the file's order. The claim judges each
+    scenario on its own, so it stays: the verdict is then about the scenarios that ran."""
+    if not exp.scenarios:
+        raise ConfigError("--scenarios: this experiment has no scenarios")
+    unknown = [n for n in names if n not in exp.scenarios]
+    if unknown or not names:
+        raise ConfigError(f"--scenarios: no scenario {unknown[0] if unknown else ''!r} "
+                          f"(scenarios: {', '.join(exp.scenarios)})")
+    keep = [s for s in exp.scenarios if s in names]
+    arms = {a: cfg for a, cfg in exp.arms.items() if a.partition(".")[0] in keep}
+    return Experiment(exp.name, exp.description, exp.claim, exp.seeds, arms, exp.self_probe, keep)
+
+
 def only_arms(exp: Experiment, names: list[str]) -> Experiment:
     """The experiment with only ``names`` (``--arms``), in the file's order. A verdict needs every
     arm its claim compares, so the subset has no claim: it is for looking at arms, not judging."""
@@ -381,4 +395,5 @@ def describe_preset(path: Path) -> dict[str, Any]:
 
 
 __all__ = ["Experiment", "describe_preset", "is_experiment_dir", "load_experiment", "load_experiment_dir",
+           "only_arms", "only_scenarios",
            "preset_paths", "resolve_source"]
