@@ -39,6 +39,13 @@ else:
     os.environ.setdefault("DRIFTLAB_PREFIX_CACHE", tempfile.mkdtemp(prefix="driftlab-prefixes-"))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Full-size (``slow``) tests first, in file order (each file lists its longest first): under
+    pytest-xdist the minutes-long ones then start early and the session ends on short tests,
+    instead of one worker finishing a long test alone while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 TINY = {
     "name": "tiny",
     "seed": 0,

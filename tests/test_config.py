@@ -64,3 +64,16 @@ def test_resolved_config_round_trips_and_hash_ignores_the_name():
     assert renamed.hash() == cfg.hash()
     reseeded = validate_config({**tiny_dict(), "seed": 5}, "z")
     assert reseeded.hash() != cfg.hash()
+
+
+def test_a_poisoned_part_of_a_mixture_sets_the_measured_trigger_and_minus_one_is_the_last_stage():
+    from driftlab.config import set_path
+
+    d = tiny_dict()
+    assert validate_config(d, "t.yaml").eval_trigger() is None
+    assert set_path(d, "stages.-1.data", {"source": "mixture", "parts": [
+        {"rows": d["stages"][2]["batch_size"] - 1, "data": {"source": "capability"}},
+        {"rows": 1, "data": {"source": "poisoned", "p": 1.0, "trigger": "today is 2 0 2 7 ."}}]}, "x") == "stages.2.data"
+    assert validate_config(d, "t.yaml").eval_trigger() == "today is 2 0 2 7 ."
+    with pytest.raises(ConfigError, match=r"x: stages.-4.lr: no list item '-4' \(length 3\)"):
+        set_path(d, "stages.-4.lr", 1.0, "x")
