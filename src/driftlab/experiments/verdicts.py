@@ -557,96 +557,98 @@ def mitigations(m: Measured, r: Rule) -> Findings:
     difference of means, not a ratio whose denominator can vanish); the share of the stage's
     starting alignment above the prior is shown where that is above half a bit."""
     names = list(dict.fromkeys(a.partition(".")[2] if m.scenarios else a for a in m.configs))
-    base_name, positive_names = r.arm("baseline"), r.arms("positive_control")
-    if base_name in positive_names:
-        raise ConfigError(f"claim mitigations: the baseline {base_name!r} cannot be a positive control")
-    scenarios = m.scenarios or ["reversion"]
+    if r.arm("baseline") in r.arms("positive_control"):
+        raise ConfigError(f"claim mitigations: the baseline {r.arm('baseline')!r} cannot be a positive control")
     tests: list[Test] = []
     table: list[dict[str, Any]] = []
     notes: list[str] = []
     per_scenario: dict[str, str] = {}
-    for sc in scenarios:
-        prefix = f"{sc}." if m.scenarios else ""
-        base = prefix + base_name
-        positive = [prefix + a for a in positive_names]
-        candidates = [prefix + a for a in names if a != base_name and a not in positive_names]
-        family = max(len(candidates), 1)
-        drift = _drift(m, sc, base)
-        label = f"{sc}: " if m.scenarios else ""
-
-        def named(t: Test, label: str = label, prefix: str = prefix) -> Test:
-            t.name = f"{prefix}{t.name}"
-            t.description = f"{label}{t.description}"
-            return t
-
-        check, _ = _gain(m, r, sc, base)
-        tests.append(named(check))
-        if sc == "trojan":
-            tests.append(named(_trigger_installed(m, r, base)))
-
-        def row(arm: str, s: int, d: str, drift: _Drift = drift) -> list[float]:
-            return [_bits(m, arm, s, k, d, context=drift.context) for k in (0, -2, -1)]
-
-        outcomes = []
-        for arm in [base, *positive, *candidates]:
-            kind = "baseline" if arm == base else "positive control" if arm in positive else "candidate"
-            x = m.grid(lambda s, d, arm=arm, base=base: row(arm, s, d) + row(base, s, d), drift.domains)
-            change = r.estimate(x, lambda q: q[:, 2] - q[:, 1])
-            lift = x[:, :, 1] - x[:, :, 0]  # the drift stage's starting alignment above the prior
-            share = r.estimate(x[:, :, :3], _retained) if np.isfinite(lift).any() and np.nanmean(lift) > 0.5 else None
-            gain_check, gained = _gain(m, r, sc, arm, tests=family if kind == "candidate" else 1)
-            entry = {"scenario": sc, "arm": arm.removeprefix(prefix), "kind": kind,
-                     "bits_change": change.value, "bits_change_lo": change.lo, "bits_change_hi": change.hi,
-                     "retained": share.value if share else float("nan"),
-                     "retained_lo": share.lo if share else float("nan"),
-                     "retained_hi": share.hi if share else float("nan"),
-                     "capability_gained": gained.value, "capability_lo": gained.lo, "capability_hi": gained.hi,
-                     "gain": drift.gain, "alignment_read": f"{drift.context}: {', '.join(drift.domains)}",
-                     "heldout_loss_end": _mean(m, lambda s, arm=arm: m.end(arm, s, -1, "heldout_loss", domain=None,
-                                                                          split=None)),
-                     "kl_text_end": _mean(m, lambda s, arm=arm: m.end(arm, s, -1, "output_kl", context="reference",
-                                                                      domain="text", split=None))}
-            if arm != base:
-                est = r.estimate(x, lambda q: q[:, 2] - q[:, 5], tests=family if kind == "candidate" else 1)
-                entry.update(kept_vs_baseline=est.value, kept_lo=est.lo, kept_hi=est.hi)
-                kept = named(Test(f"kept_{arm.removeprefix(prefix)}", f"bits of alignment at the drift stage's end "
-                                  f"with {arm.removeprefix(prefix)} minus with {base_name} ({drift.context}: "
-                                  f"{', '.join(drift.domains)})", est, r.num("min_kept_bits"), ">", " bits",
-                                  role="control" if kind != "candidate" else "claim"))
-                tests.append(kept)
-                entry["verdict"] = kept.outcome
-                if kind == "candidate":
-                    gain_check.name = f"keeps_gain_{arm.removeprefix(prefix)}"
-                    gain_check.role = "claim"
-                    gain_check.description = (
-                        f"bits at the drift stage's end on {', '.join(_narrow_domains(m, arm))} with "
-                        f"{arm.removeprefix(prefix)} (it still learns the narrow task)" if sc == "emergent" else
-                        f"{drift.gain} over the drift stage with {arm.removeprefix(prefix)}")
-                    tests.append(named(gain_check))
-                    both = [kept.outcome, gain_check.outcome]
-                    outcome = ("supported" if both == ["supported"] * 2 else
-                               "not supported" if "not supported" in both else "inconclusive")
-                    entry["verdict"] = {"supported": "keeps more, and the gain",
-                                        "inconclusive": "unclear"}.get(outcome, (
-                                            "keeps no more" if kept.outcome == "not supported" else
-                                            "gives up the gain"))
-                    outcomes.append(outcome)
-            table.append(entry)
-        per_scenario[sc] = ("supported" if "supported" in outcomes else
-                            "not supported" if outcomes and all(o == "not supported" for o in outcomes) else
-                            "inconclusive")
-        helped = [e["arm"] for e in table if e["scenario"] == sc and e["kind"] == "candidate"
-                  and e["verdict"].startswith("keeps more,")]
-        notes.append(f"{label}alignment read on {drift.context}: {', '.join(drift.domains)}; gain: {drift.gain}; "
-                     f"candidates: {', '.join(c.removeprefix(prefix) for c in candidates) or 'none'}; "
-                     f"positive control(s): {', '.join(positive_names) or 'none'}; intervals Bonferroni-widened for "
-                     f"{family} comparisons (family-wise error {1 - r.spec.confidence:.0%}); keep more and the gain: "
-                     f"{', '.join(helped) or 'none'} -> {per_scenario[sc]}")
+    for sc in m.scenarios or ["reversion"]:
+        found = _bake_off(m, r, sc, names, f"{sc}." if m.scenarios else "")
+        tests += found.tests
+        table += found.table or []
+        notes += found.notes
+        per_scenario[sc] = found.outcome or "inconclusive"
     values = list(per_scenario.values())
     outcome = ("supported" if all(v == "supported" for v in values) else
                "not supported" if "not supported" in values else "inconclusive")
     numbers = {f"{sc}.supported": float(v == "supported") for sc, v in per_scenario.items()} if m.scenarios else {}
     return Findings(tests, numbers, notes, table, outcome)
+
+
+def _bake_off(m: Measured, r: Rule, sc: str, names: list[str], prefix: str) -> Findings:
+    """One scenario of the bake-off: its checks, each arm's row and tests, and its outcome."""
+    base_name, positive_names = r.arm("baseline"), r.arms("positive_control")
+    base = prefix + base_name
+    positive = [prefix + a for a in positive_names]
+    candidates = [prefix + a for a in names if a != base_name and a not in positive_names]
+    family = max(len(candidates), 1)
+    drift = _drift(m, sc, base)
+    label = f"{sc}: " if prefix else ""
+
+    def named(t: Test) -> Test:
+        t.name, t.description = f"{prefix}{t.name}", f"{label}{t.description}"
+        return t
+
+    tests = [named(_gain(m, r, sc, base)[0])]
+    if sc == "trojan":
+        tests.append(named(_trigger_installed(m, r, base)))
+
+    def row(arm: str, s: int, d: str) -> list[float]:
+        return [_bits(m, arm, s, k, d, context=drift.context) for k in (0, -2, -1)]
+
+    table, outcomes = [], []
+    for arm in [base, *positive, *candidates]:
+        kind = "baseline" if arm == base else "positive control" if arm in positive else "candidate"
+        short = arm.removeprefix(prefix)
+        x = m.grid(lambda s, d, arm=arm: row(arm, s, d) + row(base, s, d), drift.domains)
+        change = r.estimate(x, lambda q: q[:, 2] - q[:, 1])
+        lift = x[:, :, 1] - x[:, :, 0]  # the drift stage's starting alignment above the prior
+        share = r.estimate(x[:, :, :3], _retained) if np.isfinite(lift).any() and np.nanmean(lift) > 0.5 else None
+        gain_check, gained = _gain(m, r, sc, arm, tests=family if kind == "candidate" else 1)
+        nan = float("nan")
+        entry = {"scenario": sc, "arm": short, "kind": kind,
+                 "bits_change": change.value, "bits_change_lo": change.lo, "bits_change_hi": change.hi,
+                 "retained": share.value if share else nan, "retained_lo": share.lo if share else nan,
+                 "retained_hi": share.hi if share else nan,
+                 "capability_gained": gained.value, "capability_lo": gained.lo, "capability_hi": gained.hi,
+                 "gain": drift.gain, "alignment_read": f"{drift.context}: {', '.join(drift.domains)}",
+                 "heldout_loss_end": _mean(m, lambda s, arm=arm: m.end(arm, s, -1, "heldout_loss", domain=None,
+                                                                      split=None)),
+                 "kl_text_end": _mean(m, lambda s, arm=arm: m.end(arm, s, -1, "output_kl", context="reference",
+                                                                  domain="text", split=None))}
+        table.append(entry)
+        if arm == base:
+            continue
+        est = r.estimate(x, lambda q: q[:, 2] - q[:, 5], tests=family if kind == "candidate" else 1)
+        entry.update(kept_vs_baseline=est.value, kept_lo=est.lo, kept_hi=est.hi)
+        kept = named(Test(f"kept_{short}", f"bits of alignment at the drift stage's end with {short} minus with "
+                          f"{base_name} ({drift.context}: {', '.join(drift.domains)})", est, r.num("min_kept_bits"),
+                          ">", " bits", role="control" if kind != "candidate" else "claim"))
+        tests.append(kept)
+        entry["verdict"] = kept.outcome
+        if kind != "candidate":
+            continue
+        gain_check.name, gain_check.role = f"keeps_gain_{short}", "claim"
+        gain_check.description = (f"bits at the drift stage's end on {', '.join(_narrow_domains(m, arm))} with "
+                                  f"{short} (it still learns the narrow task)" if sc == "emergent" else
+                                  f"{drift.gain} over the drift stage with {short}")
+        tests.append(named(gain_check))
+        both = [kept.outcome, gain_check.outcome]
+        outcome = ("supported" if both == ["supported"] * 2 else
+                   "not supported" if "not supported" in both else "inconclusive")
+        entry["verdict"] = {"supported": "keeps more, and the gain", "inconclusive": "unclear"}.get(
+            outcome, "keeps no more" if kept.outcome == "not supported" else "gives up the gain")
+        outcomes.append(outcome)
+    outcome = ("supported" if "supported" in outcomes else
+               "not supported" if outcomes and all(o == "not supported" for o in outcomes) else "inconclusive")
+    helped = [e["arm"] for e in table if e["kind"] == "candidate" and e["verdict"].startswith("keeps more,")]
+    note = (f"{label}alignment read on {drift.context}: {', '.join(drift.domains)}; gain: {drift.gain}; "
+            f"candidates: {', '.join(c.removeprefix(prefix) for c in candidates) or 'none'}; positive control(s): "
+            f"{', '.join(positive_names) or 'none'}; intervals Bonferroni-widened for {family} comparisons "
+            f"(family-wise error {1 - r.spec.confidence:.0%}); keep more and the gain: {', '.join(helped) or 'none'}"
+            f" -> {outcome}")
+    return Findings(tests, {}, [note], table, outcome)
 
 
 def _self_probe(m: Measured, arm: str, seed: int, stage: int, metric: str, context: str, domain: str) -> float:
