@@ -48,7 +48,7 @@ from driftlab.runs.provenance import code_hash
 from driftlab.runs.rundir import RunDir, exclusive
 from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
-from driftlab.train.mitigations import Mixed, StageContext, apply_mitigations, lora_parameters
+from driftlab.train.mitigations import StageContext, apply_mitigations, lora_parameters
 from driftlab.train.objectives import OBJECTIVES
 from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import assistant_prompts, derive_seed
@@ -176,10 +176,9 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
                     p.copy_(saved[name])
         if isinstance(data, Preferences):  # dpo: the model as the stage began, frozen
             data.reference = frozen.get("stage_start")
-        prompts = hooks.data.main if isinstance(hooks.data, Mixed) else hooks.data  # replay wraps rl prompts
-        if isinstance(prompts, RLPrompts):  # rl: answers are sampled from the model being trained
-            prompts.policy = model
-        state.rl = prompts if isinstance(prompts, RLPrompts) else None
+        state.rl = hooks.rl_prompts
+        if state.rl is not None:  # rl: answers are sampled from the model being trained
+            state.rl.policy = model
         state.optimizer = make_optimizer(model, stage)
         if state.pos.step > 0 and opt_path is not None:
             load_optimizer(opt_path, state.optimizer)

@@ -81,6 +81,12 @@ class StageHooks:
                 stack.enter_context(make())
             yield
 
+    @property
+    def rl_prompts(self) -> RLPrompts | None:
+        """The rl prompts the stage samples answers from (inside a replay mixed around them), if any."""
+        data = self.data.main if isinstance(self.data, Mixed) else self.data
+        return data if isinstance(data, RLPrompts) else None
+
     def extra_loss(self, model: torch.nn.Module, batch: Batch, logits: torch.Tensor,
                    key: tuple[int, int]) -> torch.Tensor | None:
         """Sum-semantics extra loss of one micro-batch (the loop divides by the step's targets)."""
