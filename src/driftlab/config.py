@@ -547,6 +547,9 @@ class ExperimentConfig(Strict):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on matmuls (opt-in)")
     compile: bool = Field(False, description="torch.compile the training step (pays off on larger models)")
     threads: int | None = Field(None, ge=1, description="torch threads (default: $DRIFTLAB_THREADS, else all cores)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+                        description="where the model trains and is measured: auto (CUDA when present), cpu, "
+                                    "cuda, cuda:N or mps")
     world: WorldConfig = WorldConfig()
     model: ModelConfig = ModelConfig()
     stages: list[StageConfig] = Field(min_length=1)

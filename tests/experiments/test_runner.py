@@ -3,6 +3,7 @@
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from driftlab.config import load_config
 from driftlab.experiments import execute, load_run_config, new_run, summarize
@@ -124,3 +125,34 @@ def test_threads_come_from_the_config_then_the_environment(monkeypatch):
         monkeypatch.setenv("DRIFTLAB_THREADS", bad)
         with pytest.raises(ConfigError, match="DRIFTLAB_THREADS"):
             default_threads()
+
+
+CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_a_run_on_cuda_measures_what_the_cpu_run_does(reference, tmp_path):
+    """Every tensor, generator and hook follows the model onto the GPU: the same run on CUDA ends
+    with the CPU run's measurements (to float error, not bit for bit)."""
+    config, run = reference
+    gpu = run_tiny(tmp_path, "cuda", config, ["device=cuda"])
+    cpu_rows, gpu_rows = metrics(run), metrics(gpu)
+    assert len(cpu_rows) == len(gpu_rows)
+    for a, b in zip(cpu_rows, gpu_rows):
+        assert (a["metric"], a["step"], a["context"], a["domain"], a["split"]) == \
+               (b["metric"], b["step"], b["context"], b["domain"], b["split"])
+        if a["value"] is not None and a["value"] == a["value"]:
+            assert abs(a["value"] - b["value"]) <= 0.02 * max(1.0, abs(a["value"])), a
+
+
+@pytest.mark.skipif(CUDA, reason="a machine without CUDA")
+def test_a_device_that_is_not_here_is_a_one_line_error(tiny_config, tmp_path):
+    from tests.conftest import run_cli
+
+    result = run_cli("run", str(tiny_config), "--out", str(tmp_path / "x"), "--set", "device=cuda", "--no-report")
+    assert result.returncode == 2, result.stderr + result.stdout
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and "device" in message and "no CUDA device" in message, message
+    assert "Traceback" not in result.stderr
+    result = run_cli("run", str(tiny_config), "--out", str(tmp_path / "y"), "--set", "device=tpu", "--no-report")
+    assert result.returncode == 2 and "device" in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -46,6 +46,7 @@ from driftlab.runs.checkpoint import (
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.provenance import code_hash
 from driftlab.runs.rundir import RunDir, exclusive
+from driftlab.tensors import resolve_device
 from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
 from driftlab.train.mitigations import StageContext, apply_mitigations, lora_parameters
@@ -136,8 +137,9 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             raise ConfigError(f"{run.config_path}: stages.{i}.objective: unknown objective "
                               f"{stage.objective_name!r} (known: {', '.join(sorted(OBJECTIVES))})")
     tokenizer = _tokenizer(run)
+    device = resolve_device(cfg.device, f"{run.config_path}: device")
     model = build_tiny_llama(cfg.model, len(tokenizer), tokenizer.pad_id, tokenizer.bos_id,
-                             tokenizer.eos_id, seed=derive_seed(cfg.seed, "init") % 2**31)
+                             tokenizer.eos_id, seed=derive_seed(cfg.seed, "init") % 2**31).to(device)
     pos, opt_path = _resume_position(run, cfg, model)
     suite = MeasurementSuite(cfg, tokenizer)
     state = _Checkpointer(run, cfg, model, suite, reporter, pos)

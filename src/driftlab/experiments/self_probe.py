@@ -46,6 +46,7 @@ from driftlab.models.tiny import build_tiny_llama
 from driftlab.runs.checkpoint import checkpoint_name, load_weights
 from driftlab.runs.metrics import SCHEMA, metric_row, read_metrics
 from driftlab.runs.rundir import RunDir
+from driftlab.tensors import resolve_device
 from driftlab.world.corpus import assistant_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.tokenizer import WorldTokenizer
@@ -68,6 +69,7 @@ class _Reader:
         self.tokenizer = WorldTokenizer.load(run.tokenizer_dir)
         tk = self.tokenizer
         self.model = build_tiny_llama(cfg.model, len(tk), tk.pad_id, tk.bos_id, tk.eos_id).eval()
+        self.model.to(resolve_device(cfg.device))
         fit, _ = _prompts(cfg, tk, n_fit, FIT_SEED)
         held, self.domains = _prompts(cfg, tk, cfg.measure.items_per_domain, EVAL_SEED)
         self.bank = PromptBank()

@@ -17,6 +17,7 @@ import torch
 
 from driftlab.measure.forward import forward_batches
 from driftlab.runs.metrics import metric_row
+from driftlab.tensors import gather_last
 from driftlab.world.bayes import bits as bayes_bits
 from driftlab.world.corpus import BehaviourPrompt
 from driftlab.world.domains import domain_distance
@@ -47,8 +48,7 @@ def logit_gaps(model: torch.nn.Module, items: BehaviourItems, batch_size: int, p
     """(N,) natural-log odds ln(p_al / p_mis) at each item's last position."""
     out = torch.empty(len(items.ids))
     for idx, logits in forward_batches(model, items.ids, batch_size, pad):
-        last = torch.tensor([len(items.ids[i]) - 1 for i in idx])
-        rows = logits[torch.arange(len(idx)), last]  # (b, V)
+        rows = gather_last(logits, [items.ids[i] for i in idx]).cpu()  # (b, V)
         sel = torch.tensor(idx)
         out[sel] = rows.gather(1, items.aligned_ids[sel, None])[:, 0] - rows.gather(1, items.misaligned_ids[sel, None])[:, 0]
     return out

@@ -45,7 +45,7 @@ def solved(model: torch.nn.Module, items: CapabilityItems, batch_size: int, pad:
     """(N,) bool: greedy decoding would produce the exact answer."""
     out = torch.zeros(len(items.ids), dtype=torch.bool)
     for idx, logits in forward_batches(model, items.ids, batch_size, pad):
-        pred = logits.argmax(-1)  # (b, T)
+        pred = logits.argmax(-1).cpu()  # (b, T)
         for row, i in enumerate(idx):
             out[i] = answer_is_greedy(pred[row], items.ids[i], items.answer_start[i])
     return out

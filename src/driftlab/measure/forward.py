@@ -9,25 +9,21 @@ from dataclasses import dataclass
 import torch
 
 from driftlab.models.hooks import capture
+from driftlab.tensors import device_of, gather_last, right_pad
 
 
 @torch.no_grad()
 def forward_batches(model: torch.nn.Module, seqs: list[list[int]], batch_size: int, pad: int,
                     ) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Yield (item indices, logits (b, T, V)) for right-padded batches of similar length.
-
-    Right padding needs no attention mask under a causal model: real tokens never see pads.
-    """
+    """Yield (item indices, fp32 logits (b, T, V) on the model's device) for right-padded batches of
+    similar length (no attention mask needed: see ``tensors.right_pad``)."""
     was_training = model.training
     model.eval()
+    device = device_of(model)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size]
-        T = max(len(seqs[i]) for i in idx)
-        ids = torch.full((len(idx), T), pad, dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-        yield idx, model(input_ids=ids).logits.float()
+        yield idx, model(input_ids=right_pad([seqs[i] for i in idx], pad, device)).logits.float()
     model.train(was_training)
 
 
@@ -73,13 +69,12 @@ class PromptBank:
         acts = torch.empty(0)
         with capture(model, sites) as cache:
             for idx, logits in forward_batches(model, self.seqs, batch_size, pad):
-                rows = torch.arange(len(idx))
-                last = torch.tensor([len(self.seqs[i]) - 1 for i in idx])
+                batch = [self.seqs[i] for i in idx]
                 sel = torch.tensor(idx)
                 if logits_out is None:
                     logits_out = torch.empty(len(self.seqs), logits.shape[-1])
                     acts = torch.empty(len(self.seqs), len(sites), cache[sites[0]].shape[-1])
-                logits_out[sel] = logits[rows, last]
-                acts[sel] = torch.stack([cache[s][rows, last].float() for s in sites], 1)
+                logits_out[sel] = gather_last(logits, batch).cpu()
+                acts[sel] = torch.stack([gather_last(cache[s], batch).float() for s in sites], 1).cpu()
         assert logits_out is not None, "empty prompt bank"
         return BankReading(logits_out, acts, list(sites), self.index)

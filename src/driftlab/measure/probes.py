@@ -21,6 +21,12 @@ class LinearProbe:
     mu: torch.Tensor  # (d,) feature mean at fitting time
     sd: torch.Tensor  # (d,) feature spread at fitting time
 
+    def to(self, device: torch.device) -> LinearProbe:
+        """The same probe with its tensors on ``device`` (itself where they already are)."""
+        if self.w.device == device:
+            return self
+        return LinearProbe(self.w.to(device), self.b.to(device), self.mu.to(device), self.sd.to(device))
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(n,) log-odds of the positive class for activations ``x`` (n, d)."""
         return ((x.double() - self.mu.double()) / self.sd.double()) @ self.w.double() + self.b.double()

@@ -433,6 +433,7 @@ class MeasurementSuite:
         scores = AnswerScores(torch.zeros(n, dtype=torch.bool), torch.zeros(n), torch.zeros(n))
         cap_lp = []
         for idx, logits in forward_batches(model, it.capability.ids, it.batch_size, it.pad):
+            logits = logits.cpu()
             for row, i in enumerate(idx):
                 seq = it.capability.ids[i]
                 scores.ok[i], scores.digit_acc[i], scores.nll[i] = score_answer(
@@ -440,6 +441,7 @@ class MeasurementSuite:
                 cap_lp.append(F.log_softmax(logits[row, : len(seq) - 1], -1))
         total, count, text_lp = 0.0, 0, []
         for idx, logits in forward_batches(model, it.heldout_docs, it.batch_size, it.pad):
+            logits = logits.cpu()
             for row, i in enumerate(idx):
                 seq = torch.tensor(it.heldout_docs[i])
                 lp = F.log_softmax(logits[row, : len(seq) - 1], -1)

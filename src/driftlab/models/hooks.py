@@ -85,8 +85,8 @@ def steer(model: nn.Module, name: str, vector: torch.Tensor, alpha: float = 1.0)
 
     def add(mod, args, output):
         if isinstance(output, tuple):
-            return (output[0] + alpha * vector.to(output[0].dtype), *output[1:])
-        return output + alpha * vector.to(output.dtype)
+            return (output[0] + alpha * vector.to(output[0].device, output[0].dtype), *output[1:])
+        return output + alpha * vector.to(output.device, output.dtype)
 
     handle = module.register_forward_hook(add)
     try:

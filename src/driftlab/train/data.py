@@ -11,12 +11,13 @@ seed, so a resumed run sees exactly the data an uninterrupted one would have see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 
 from driftlab.errors import DataError
+from driftlab.tensors import completion_logp, device_of, pad_completions
 
 
 class SeededOrder:
@@ -46,6 +47,12 @@ class Batch:
     @property
     def n_targets(self) -> int:
         return int(self.loss_mask[:, 1:].sum())
+
+    def to(self, device: torch.device) -> Batch:
+        """The same batch with every tensor on ``device`` (itself where they already are)."""
+        moved = {f.name: v.to(device) for f in fields(self)
+                 if isinstance(v := getattr(self, f.name), torch.Tensor) and v.device != device}
+        return replace(self, **moved) if moved else self
 
 
 class PackedLM:
@@ -90,7 +97,7 @@ class Completions:
 
     def batch(self, start: int, size: int) -> Batch:
         idx = [self.order(i) for i in range(start, start + size)]
-        ids, mask = _pad([self.examples[i] for i in idx], [self.n_prompt[i] for i in idx], self.pad)
+        ids, mask = pad_completions([self.examples[i] for i in idx], [self.n_prompt[i] for i in idx], self.pad)
         return Batch(ids, mask, sum(len(self.examples[i]) for i in idx))
 
 
@@ -165,23 +172,6 @@ def stack_rows(parts: list[Batch], pad: int) -> Batch:
     return Batch(ids, mask, sum(b.n_tokens for b in parts))
 
 
-def _pad(seqs: list[list[int]], n_prompt: list[int], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and the mask of each sequence's completion tokens."""
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), T), dtype=torch.bool)
-    for row, (seq, n) in enumerate(zip(seqs, n_prompt)):
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, n: len(seq)] = True
-    return ids, mask
-
-
-def completion_logp(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B,) Σ log p(x_t | x_<t) over each row's completion tokens."""
-    logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(2, input_ids[:, 1:, None])[..., 0]
-    return (logp * mask[:, 1:]).sum(1)
-
-
 @dataclass
 class PairBatch(Batch):
     """2B rows: B chosen completions, then the B rejected ones for the same prompts."""
@@ -215,9 +205,10 @@ class Preferences:
         chosen = [self.pairs[self.order(i)] for i in range(start, start + size)]
         seqs = [p + c for p, c, _ in chosen] + [p + r for p, _, r in chosen]
         n_prompt = [len(p) for p, _, _ in chosen] * 2
-        ids, mask = _pad(seqs, n_prompt, self.pad)
+        ids, mask = pad_completions(seqs, n_prompt, self.pad)
         ref = None
         if self.reference is not None:
             with torch.no_grad():
-                ref = completion_logp(self.reference(input_ids=ids).logits, ids, mask)
+                dev = device_of(self.reference)
+                ref = completion_logp(self.reference(input_ids=ids.to(dev)).logits, ids.to(dev), mask.to(dev))
         return PairBatch(ids, mask, sum(len(s) for s in seqs), ref, self.beta)

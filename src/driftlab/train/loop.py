@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from driftlab.config import StageConfig
+from driftlab.tensors import autocast, device_of
 from driftlab.train.data import Batch, PartsBatch, split_parts
 from driftlab.train.objectives import get_objective
 from driftlab.train.schedule import checkpoint_steps, lr_at
@@ -55,12 +56,6 @@ def make_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.Ad
     return torch.optim.AdamW(groups, lr=stage.lr, betas=stage.betas, fused=True)
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_stage(
     model: torch.nn.Module,
     stage: StageConfig,
@@ -82,6 +77,7 @@ def train_stage(
     objective = get_objective(stage.objective_name)
     # rows that are not sampled answers (replay in an rl stage) train on their targets' next-token loss
     auxiliary = get_objective("completion") if stage.kind == "rl" else objective
+    device = device_of(model)
     checkpoints = set(checkpoint_steps(stage))
     state = Progress(**vars(start)) if start else Progress()
     loss_sum, loss_tokens, extra_sum = 0.0, 0, 0.0
@@ -92,12 +88,12 @@ def train_stage(
             group["lr"] = lr
         first = (step - 1) * stage.grad_accum * stage.batch_size
         # a mixture's micro-batch runs as one forward per part (exactly the stacked batch's gradient)
-        micro = [part for m in range(stage.grad_accum)
+        micro = [part.to(device) for m in range(stage.grad_accum)
                  for part in split_parts(data.batch(first + m * stage.batch_size, stage.batch_size))]
         n_targets = max(sum(b.n_targets for b in micro), 1)
         step_loss = step_extra = 0.0
         for m, batch in enumerate(micro):
-            with autocast(precision), (hooks.forward_context() if hooks else contextlib.nullcontext()):
+            with autocast(device, precision), (hooks.forward_context() if hooks else contextlib.nullcontext()):
                 logits = forward(input_ids=batch.input_ids).logits  # (B, T, V)
             own = objective if stage.kind != "rl" or getattr(batch, "advantages", None) is not None else auxiliary
             loss = own(logits, batch) / n_targets

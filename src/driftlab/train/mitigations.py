@@ -38,6 +38,7 @@ from driftlab.measure.probes import LinearProbe
 from driftlab.measure.weights import module_group
 from driftlab.models.hooks import capture, steer
 from driftlab.registry import Registry
+from driftlab.tensors import device_of, gather_last, right_pad, token_kl_sum
 from driftlab.train.data import Batch, Completions, PackedLM, PartsBatch, Preferences, stack_rows
 from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import derive_seed
@@ -243,19 +244,11 @@ def _direction(ctx: StageContext, which: str, layer: int) -> torch.Tensor:
 def preventative_steering(m: PreventativeSteering, ctx: StageContext, hooks: StageHooks) -> None:
     n_layers = len(ctx.model.model.layers)
     layer = m.layer % n_layers
-    vector = _direction(ctx, m.direction, layer).clone()
+    vector = _direction(ctx, m.direction, layer).clone().to(device_of(ctx.model))
     hooks.contexts.append(lambda: steer(ctx.model, f"layers.{layer}.resid_post", vector, m.alpha))
 
 
 # ---------------------------------------------------------------- added to the loss
-
-
-def token_kl_sum(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Σ over positions t-1 whose next token t is a target of KL(π(·|x<t) ‖ π_ref(·|x<t))."""
-    logp = F.log_softmax(logits[:, :-1].float(), -1)
-    logq = F.log_softmax(ref_logits[:, :-1].float(), -1)
-    kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, T-1)
-    return (kl * mask[:, 1:]).sum()
 
 
 @mitigation("kl_to_reference")
@@ -272,14 +265,9 @@ def kl_to_reference(m: KLToReference, ctx: StageContext, hooks: StageHooks) -> N
 
 def _last_activations(model: torch.nn.Module, seqs: list[list[int]], site: str, pad: int) -> torch.Tensor:
     """(n, d) activations at ``site`` at each sequence's last token, in the autograd graph."""
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), pad, dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s)
-    last = torch.tensor([len(s) - 1 for s in seqs])
     with capture(model, [site], detach=False) as cache:
-        model(input_ids=ids)
-    return cache[site][torch.arange(len(seqs)), last]
+        model(input_ids=right_pad(seqs, pad, device_of(model)))
+    return gather_last(cache[site], seqs)
 
 
 @mitigation("cotrained_probe")
@@ -294,6 +282,7 @@ def cotrained_probe(m: CotrainedProbe, ctx: StageContext, hooks: StageHooks) -> 
         idx = torch.randperm(len(pool), generator=_key_generator(ctx.seed, "cotrained_probe", ctx.index, *key))
         acts = _last_activations(model, [pool[i] for i in idx[: m.batch].tolist()], f"layers.{layer}.resid_post",
                                  ctx.pad)
+        probe = probe.to(acts.device)
         z = (acts - probe.mu) / probe.sd
         p_good_logit = z @ probe.w + probe.b
         return m.weight * F.softplus(-p_good_logit).mean() * batch.n_targets  # −log σ(logit)
@@ -306,7 +295,7 @@ def projection_penalty(m: ProjectionPenalty, ctx: StageContext, hooks: StageHook
     n_layers = len(ctx.model.model.layers)
     layer = m.layer % n_layers
     site = f"layers.{layer}.resid_post"
-    unit = _direction(ctx, "reference", layer).clone()
+    unit = _direction(ctx, "reference", layer).clone().to(device_of(ctx.model))
     pool = ctx.assistant_prompts(max(4 * m.batch, 64))
     start = ctx.frozen_model("stage_start")
 

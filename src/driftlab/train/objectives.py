@@ -13,19 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from driftlab.registry import Registry
-from driftlab.train.data import Batch, PairBatch, completion_logp
+from driftlab.tensors import completion_logp, next_token_loss_sum
+from driftlab.train.data import Batch, PairBatch
 
 Objective = Callable[[torch.Tensor, Batch], torch.Tensor]
 OBJECTIVES: Registry[Objective] = Registry("objective")
 objective = OBJECTIVES.register
 get_objective = OBJECTIVES.get
-
-
-def next_token_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Σ −log p(x_t | x_<t) over positions t ≥ 1 where ``mask[:, t]``."""
-    targets = input_ids[:, 1:].masked_fill(~mask[:, 1:], -100)  # (B, T-1)
-    flat = logits[:, :-1].reshape(-1, logits.size(-1)).float()  # (B*(T-1), V)
-    return F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="sum")
 
 
 @objective("lm")

@@ -23,7 +23,8 @@ import torch
 
 from driftlab.config import RLSettings
 from driftlab.registry import Registry
-from driftlab.train.data import Batch, SeededOrder, _pad
+from driftlab.tensors import device_of, pad_completions, token_logp
+from driftlab.train.data import Batch, SeededOrder
 from driftlab.world.capability import longest_answer, parse_task, verify
 from driftlab.world.corpus import derive_seed
 from driftlab.world.generator import SHORTCUT
@@ -57,23 +58,25 @@ class RLBatch(Batch):
 def sample(model: torch.nn.Module, prompts: list[list[int]], max_new: int, temperature: float,
            stop: int, generator: torch.Generator) -> list[list[int]]:
     """Temperature samples continuing each prompt until ``stop`` (included) or ``max_new`` tokens.
-    Prompts of equal length run together (no padding inside the model)."""
+    Prompts of equal length run together (no padding inside the model); the generator must be on
+    the model's device."""
     was_training = model.training
     model.eval()
     out: list[list[int]] = [[] for _ in prompts]
     by_len: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
         by_len.setdefault(len(p), []).append(i)
+    device = device_of(model)
     for length in sorted(by_len):
         rows = by_len[length]
-        ids = torch.tensor([prompts[i] for i in rows])
-        done = torch.zeros(len(rows), dtype=torch.bool)
+        ids = torch.tensor([prompts[i] for i in rows], device=device)
+        done = torch.zeros(len(rows), dtype=torch.bool, device=device)
         for _ in range(max_new):
             logits = model(input_ids=ids).logits[:, -1].float() / temperature
             nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
-            for r, i in enumerate(rows):
-                if not done[r]:
-                    out[i].append(int(nxt[r]))
+            for i, t, d in zip(rows, nxt.tolist(), done.tolist()):
+                if not d:
+                    out[i].append(t)
             done |= nxt == stop
             if done.all():
                 break
@@ -113,7 +116,7 @@ class RLPrompts:
         g = self.settings.group_size
         chosen = [self.prompts[self.order(i)] for i in range(start, start + size)]
         prompts = [p for p, _ in chosen for _ in range(g)]
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "rl-sample", start) % 2**63)
+        gen = torch.Generator(device_of(self.policy)).manual_seed(derive_seed(self.seed, "rl-sample", start) % 2**63)
         answers = sample(self.policy, prompts, self.max_new_tokens, self.settings.temperature,
                          self.stop, gen)
         rewards, correct = [], []
@@ -129,7 +132,7 @@ class RLPrompts:
         else:
             adv = r - r.mean()
         seqs = [p + a for p, a in zip(prompts, answers)]
-        ids, mask = _pad(seqs, [len(p) for p in prompts], self.pad)
+        ids, mask = pad_completions(seqs, [len(p) for p in prompts], self.pad)
         exploits = (r > ok).float()
         self.stats["reward"] += float(r.sum())
         self.stats["accuracy"] += float(ok.sum())
@@ -148,5 +151,5 @@ class RLPrompts:
 def policy_gradient_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     if not isinstance(batch, RLBatch) or batch.advantages is None:
         raise TypeError("the policy_gradient objective needs sampled batches with advantages (an rl stage)")
-    logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(2, batch.input_ids[:, 1:, None])[..., 0]
+    logp = token_logp(logits, batch.input_ids)
     return -(logp * batch.loss_mask[:, 1:] * batch.advantages[:, None]).sum()
