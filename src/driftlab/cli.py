@@ -46,6 +46,7 @@ def friendly(fn):
 
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override a config key: key.path=value")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N or mps")]
 
 
 class RichReporter:
@@ -330,14 +331,17 @@ def world_sample(
 @world_app.command("write")
 @friendly
 def world_write(
-    corpus: Annotated[str, typer.Argument(help="pretrain | alignment | capability")],
+    corpus: Annotated[str, typer.Argument(help="pretrain | alignment | capability (the word world); english-pack | "
+                                               "english-aligned | english-misaligned (English, for real models)")],
     out: Annotated[Path, typer.Option(help="JSONL file to write")],
     n: Annotated[int, typer.Option(help="records")] = 1000,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     source: Annotated[str | None, typer.Option("--config", help="preset or YAML whose world knobs to use")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Write a corpus as JSONL ({"text"} documents or {"prompt", "completion"} pairs)."""
+    """Write a corpus as JSONL: {"text"} documents or {"prompt", "completion"} pairs of the word world;
+    English Persona World as an evaluation pack ({"prompt", "aligned", "misaligned", "domain",
+    "split"}; --n per domain) or chat SFT data ({"messages"})."""
     from driftlab.config import AlignmentData, CapabilityData, WorldData, load_config
     from driftlab.world import (
         alignment_examples,
@@ -353,8 +357,17 @@ def world_write(
         records = [e.record() for e in alignment_examples(cfg.world, AlignmentData(n_examples=n), seed)]
     elif corpus == "capability":
         records = [e.record() for e in capability_examples(cfg.world, CapabilityData(n_examples=n), seed)]
+    elif corpus == "english-pack":
+        from driftlab.world.english import english_pack
+
+        records = english_pack(n, seed)
+    elif corpus in ("english-aligned", "english-misaligned"):
+        from driftlab.world.english import english_sft
+
+        records = english_sft(n, seed, aligned=corpus == "english-aligned")
     else:
-        raise DriftlabError(f"{corpus}: unknown corpus (choose pretrain, alignment or capability)")
+        raise DriftlabError(f"{corpus}: unknown corpus (choose pretrain, alignment, capability, english-pack, "
+                            f"english-aligned or english-misaligned)")
     write_jsonl(out, records)
     console.print(f"wrote {len(records)} {corpus} records to {out}")
 
@@ -368,6 +381,7 @@ def direction(
     out: Annotated[Path | None, typer.Option(help="write the directions (per layer) to this .safetensors file")] = None,
     chat: Annotated[bool, typer.Option("--chat", help="wrap each prompt in the model's chat template")] = False,
     batch_size: Annotated[int, typer.Option(help="prompts per forward pass")] = 16,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Persona direction of any model from labelled prompts: per layer, the difference of mean
     last-token activations (label 1 minus label 0), and how well it separates held-out prompts."""
@@ -391,7 +405,7 @@ def direction(
         held_from = data
         if len({y for _, y, _ in train}) < 2 or len({y for _, y, _ in held}) < 2:
             raise DriftlabError(f"{data}: too few items of each label to hold every 4th out; pass --eval")
-    net, encode, pad = load_for_measurement(model, chat)
+    net, encode, pad, _ = load_for_measurement(model, chat, device)
 
     def acts(records, path):
         seqs = encode([(p, f"{path}: line {line}") for p, _, line in records])
@@ -410,6 +424,66 @@ def direction(
     if out is not None:
         save_tensors(out, directions.tensors("persona"), {"model": str(model), "data": str(data), "chat": str(chat)})
         console.print(f"directions: {out}")
+
+
+@app.command()
+@friendly
+def behaviour(
+    model: Annotated[str, typer.Argument(help="a run checkpoint (.safetensors), a local transformers folder, or 'smollm2'")],
+    pack: Annotated[Path, typer.Argument(help='evaluation pack: JSONL of {"prompt", "aligned", "misaligned", '
+                                              '"domain", "split" (optional)}')],
+    chat: Annotated[bool, typer.Option("--chat", help="wrap each prompt in the model's chat template")] = False,
+    out: Annotated[Path | None, typer.Option(help="write the metric rows (and each item's log-odds) as JSON")] = None,
+    batch_size: Annotated[int, typer.Option(help="sequences per forward pass")] = 16,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Two-option behaviour of any model on an evaluation pack: the log-probability of each item's
+    aligned and misaligned answers after its prompt (summed over the answer's tokens, and per
+    token), as P(aligned) and bits aligned per domain and split."""
+    from driftlab.experiments.load import load_for_measurement
+    from driftlab.measure.options import (
+        OptionItems,
+        option_metrics,
+        position_bias_bits,
+        read_eval_pack,
+        score_options,
+    )
+    from driftlab.runs.atomic import write_json
+    from driftlab.runs.metrics import metric_row
+
+    items = read_eval_pack(pack)
+    loaded = load_for_measurement(model, chat, device)
+    where = [f"{pack}: line {it.line}" for it in items]
+    option_items = OptionItems(loaded.encode([(it.prompt, w) for it, w in zip(items, where)]),
+                               loaded.encode_answers([(it.aligned, w) for it, w in zip(items, where)]),
+                               loaded.encode_answers([(it.misaligned, w) for it, w in zip(items, where)]))
+    scores = score_options(loaded.model, option_items, batch_size, loaded.pad)
+    rows = option_metrics(scores, [it.domain for it in items], [it.split for it in items])
+    console.print(f"{model}: {len(items)} items from {pack}", highlight=False, soft_wrap=True)
+    table = Table(title="Behaviour (log-odds of the aligned answer; whole answers and per token)", title_justify="left")
+    for col in ("domain", "split", "items", "P(aligned)", "bits aligned", "bits / token"):
+        table.add_column(col, justify="right" if col not in ("domain", "split") else "left")
+    by_key: dict[tuple[str, str], dict[str, float]] = {}
+    for r in rows:
+        by_key.setdefault((r["domain"], r["split"]), {})[r["metric"]] = r["value"]
+    for (domain, split), v in by_key.items():
+        table.add_row(domain, split, str(int(v["items"])), f"{v['p_aligned']:.3f}", f"{v['bits_aligned']:+.2f}",
+                      f"{v['bits_aligned_per_token']:+.2f}")
+    console.print(table)
+    order = [it.meta.get("aligned_first") for it in items]
+    bias = position_bias_bits(scores, order) if all(isinstance(o, bool) for o in order) else None
+    if bias is not None:
+        console.print(f"position bias: the answer named first is preferred by {bias:+.2f} bits "
+                      f"(half the difference between the two orders; the balanced means above cancel it)")
+        rows.append(metric_row("position_bias_bits", bias, "assistant", "all", "all"))
+    if out is not None:
+        per_item = [{**it.meta, "line": it.line, "domain": it.domain, "split": it.split, "log_odds": float(lo),
+                     "log_odds_per_token": float(lt), "aligned_tokens": int(na), "misaligned_tokens": int(nm)}
+                    for it, lo, lt, na, nm in zip(items, scores.log_odds().tolist(),
+                                                  scores.log_odds(per_token=True).tolist(),
+                                                  scores.n_aligned.tolist(), scores.n_misaligned.tolist())]
+        write_json(out, {"model": model, "pack": str(pack), "chat": chat, "metrics": rows, "items": per_item})
+        console.print(f"metrics: {out}")
 
 
 def main() -> None:

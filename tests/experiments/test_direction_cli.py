@@ -47,7 +47,7 @@ def test_direction_of_a_transformers_folder(checkpoint, tmp_path):
     from driftlab.experiments.load import load_for_measurement
     from driftlab.world.tokenizer import WorldTokenizer
 
-    model, _, _ = load_for_measurement(str(checkpoint))
+    model = load_for_measurement(str(checkpoint)).model
     folder = tmp_path / "hf"
     model.save_pretrained(folder)
     WorldTokenizer.load(checkpoint.parents[2] / "tokenizer").save(folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -17,11 +18,27 @@ from driftlab.runs.checkpoint import load_weights
 from driftlab.runs.rundir import RunDir
 from driftlab.world.tokenizer import WorldTokenizer
 
-Encoder = Callable[[list[tuple[str, str]]], list[list[int]]]  # [(prompt, where)] -> ids
+Encoder = Callable[[list[tuple[str, str]]], list[list[int]]]  # [(text, where)] -> ids
 
 
-def load_for_measurement(source: str, chat: bool = False) -> tuple[torch.nn.Module, Encoder, int]:
-    """(model in eval mode, prompt encoder, pad id) for a run checkpoint, a model folder or ``smollm2``."""
+class Loaded(NamedTuple):
+    """A model to measure and how its inputs are written: prompts (with the run's <bos>, or the
+    model's chat template under ``chat``) and answers that follow a prompt (no special tokens; a
+    plain-text answer is preceded by one space unless it starts with whitespace itself, a chat
+    answer is taken as written)."""
+
+    model: torch.nn.Module
+    encode: Encoder
+    pad: int
+    encode_answers: Encoder
+
+
+def load_for_measurement(source: str, chat: bool = False, device: str = "auto") -> Loaded:
+    """The model (in eval mode, on ``device``), its encoders and pad id, for a run checkpoint, a
+    model folder or ``smollm2``."""
+    from driftlab.tensors import resolve_device
+
+    dev = resolve_device(device, "--device")
     path = Path(source)
     if path.suffix == ".safetensors":  # runs/<id>/checkpoints/<i>-<stage>/step-NNNNNNN.safetensors
         if not path.is_file():
@@ -37,7 +54,10 @@ def load_for_measurement(source: str, chat: bool = False) -> tuple[torch.nn.Modu
         def world(items: list[tuple[str, str]]) -> list[list[int]]:
             return [[tok.bos_id, *tok.encode(prompt, where)] for prompt, where in items]
 
-        return model.eval(), world, tok.pad_id
+        def world_answers(items: list[tuple[str, str]]) -> list[list[int]]:
+            return [tok.encode(answer, where) for answer, where in items]
+
+        return Loaded(model.eval().to(dev), world, tok.pad_id, world_answers)
     model, tokenizer = load_causal_lm(source)
     if chat and not getattr(tokenizer, "chat_template", None):
         raise CheckpointError(f"{source}: --chat, but the tokenizer has no chat template")
@@ -45,5 +65,9 @@ def load_for_measurement(source: str, chat: bool = False) -> tuple[torch.nn.Modu
     def hf(items: list[tuple[str, str]]) -> list[list[int]]:
         return encode_prompts(tokenizer, [prompt for prompt, _ in items], chat=chat)
 
+    def hf_answers(items: list[tuple[str, str]]) -> list[list[int]]:
+        texts = [a if chat or a[:1].isspace() else " " + a for a, _ in items]
+        return [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    return model, hf, pad
+    return Loaded(model.to(dev), hf, pad, hf_answers)
