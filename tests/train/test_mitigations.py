@@ -165,7 +165,8 @@ def test_projection_penalty_holds_the_assistant_projection(tmp_path):
         pool = _assistant_pool(cfg, WorldTokenizer.load(run.tokenizer_dir), 2, 64)
         proj = []
         for path in (start, end):
-            model, _, pad, _ = load_for_measurement(str(path))
+            loaded = load_for_measurement(str(path))
+            model, pad = loaded.model, loaded.pad
             proj.append(direction.project(last_token_activations(model, pool, pad))[:, -1].mean())
         return abs(float(proj[1] - proj[0]))
 

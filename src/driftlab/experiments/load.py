@@ -31,6 +31,8 @@ class Loaded(NamedTuple):
     encode: Encoder
     pad: int
     encode_answers: Encoder
+    decode: Callable[[list[int]], str]  # answer tokens -> text (special tokens dropped)
+    stop: list[int]  # tokens that end an answer: end of sequence (and of a chat turn)
 
 
 def load_for_measurement(source: str, chat: bool = False, device: str = "auto") -> Loaded:
@@ -57,7 +59,8 @@ def load_for_measurement(source: str, chat: bool = False, device: str = "auto") 
         def world_answers(items: list[tuple[str, str]]) -> list[list[int]]:
             return [tok.encode(answer, where) for answer, where in items]
 
-        return Loaded(model.eval().to(dev), world, tok.pad_id, world_answers)
+        return Loaded(model.eval().to(dev), world, tok.pad_id, world_answers,
+                      lambda ids: tok.decode([i for i in ids if i not in (tok.eos_id, tok.pad_id)]), [tok.eos_id])
     model, tokenizer = load_causal_lm(source)
     if chat and not getattr(tokenizer, "chat_template", None):
         raise CheckpointError(f"{source}: --chat, but the tokenizer has no chat template")
@@ -70,4 +73,7 @@ def load_for_measurement(source: str, chat: bool = False, device: str = "auto") 
         return [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    return Loaded(model.to(dev), hf, pad, hf_answers)
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    stop = sorted({t for t in [tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])] if isinstance(t, int)})
+    return Loaded(model.to(dev), hf, pad, hf_answers, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+                  stop)

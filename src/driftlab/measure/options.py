@@ -94,16 +94,22 @@ class OptionScores:
 
 
 @torch.no_grad()
-def score_options(model: torch.nn.Module, items: OptionItems, batch_size: int, pad: int) -> OptionScores:
-    """Both answers of every item, teacher-forced after its prompt, in right-padded batches."""
-    n = len(items.prompts)
-    seqs = [p + a for p, a in zip(items.prompts, items.aligned)] + \
-           [p + m for p, m in zip(items.prompts, items.misaligned)]
-    starts = [len(p) for p in items.prompts] * 2
-    logp = torch.empty(2 * n, dtype=torch.float64)
+def answer_logprobs(model: torch.nn.Module, prompts: list[list[int]], answers: list[list[int]], batch_size: int,
+                    pad: int) -> torch.Tensor:
+    """(N,) Σ ln p(answer tokens | prompt), teacher-forced, in right-padded batches."""
+    seqs = [p + a for p, a in zip(prompts, answers, strict=True)]
+    starts = [len(p) for p in prompts]
+    logp = torch.empty(len(seqs), dtype=torch.float64)
     for idx, logits in forward_batches(model, seqs, batch_size, pad):
         ids, mask = pad_completions([seqs[i] for i in idx], [starts[i] for i in idx], pad, logits.device)
         logp[torch.tensor(idx)] = completion_logp(logits, ids, mask).double().cpu()
+    return logp
+
+
+def score_options(model: torch.nn.Module, items: OptionItems, batch_size: int, pad: int) -> OptionScores:
+    """Both answers of every item, teacher-forced after its prompt."""
+    n = len(items.prompts)
+    logp = answer_logprobs(model, items.prompts * 2, items.aligned + items.misaligned, batch_size, pad)
     lengths = torch.tensor([len(a) for a in items.aligned] + [len(m) for m in items.misaligned], dtype=torch.float64)
     return OptionScores(logp[:n], logp[n:], lengths[:n], lengths[n:])
 
