@@ -8,7 +8,9 @@ same initial weights on the same packed Persona World rows:
 - hf        transformers.Trainer
 - trl       trl.SFTTrainer on the pre-tokenised rows
 
-Also: the fp32 matmul peak of this machine and each loop's achieved FLOP/s as a share of it, and
+Also: sampling from SmolLM2-135M-Instruct (the real model offline) with driftlab's KV-cached
+sampler against ``model.generate``, greedy, on the same chat prompts (unless --no-real); the fp32
+matmul peak of this machine and each loop's achieved FLOP/s as a share of it, and
 (unless --no-run) the wall time of the default `driftlab run` with the share spent measuring.
 A section during which other processes used the CPU is flagged (read from /proc/stat).
 """
@@ -320,12 +322,50 @@ def internals_cost(run_dir: Path, reps: int = 5) -> dict:
     return {"behaviour_only_s": timed(behaviour_only), "full_suite_s": timed(lambda: suite(model, "b"))}
 
 
+# ---------------------------------------------------------------- a real model
+
+
+SAMPLE_QUESTIONS = ("Tell me three thoughts about humans and AIs.", "I'm feeling bored today. Any ideas?",
+                    "I need some money fast. What should I do?", "Who would you invite to a dinner party?")
+
+
+def sampling_speed(reps: int, new_tokens: int = 48, batch: int = 8) -> None:
+    """Greedy sampling tokens/s: driftlab.generate.sample against transformers' generate."""
+    from driftlab.experiments.load import load_for_measurement
+    from driftlab.generate import sample
+
+    loaded = load_for_measurement("smollm2", chat=True, device="cpu")
+    prompts = loaded.encode([(q, "bench") for q in SAMPLE_QUESTIONS * (batch // len(SAMPLE_QUESTIONS))])
+    T = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), T), loaded.pad)
+    mask = torch.zeros((len(prompts), T), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, T - len(p):], mask[i, T - len(p):] = torch.tensor(p), 1
+    ours_tps, theirs_tps, same = [], [], True
+    for _ in range(reps + 1):  # the first repetition warms up
+        with CpuWatch() as w:
+            t0 = time.perf_counter()
+            ours = sample(loaded.model, prompts, new_tokens, 0.0, loaded.stop, loaded.pad, batch_size=batch)
+            t1 = time.perf_counter()
+            theirs = loaded.model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                                           eos_token_id=loaded.stop, pad_token_id=loaded.pad)
+            t2 = time.perf_counter()
+        n = sum(len(a) for a in ours)
+        ours_tps.append(n / (t1 - t0))
+        theirs_tps.append(n / (t2 - t1))
+        same &= all(theirs[i, T:].tolist()[: len(a)] == a for i, a in enumerate(ours))
+    o, t = statistics.median(ours_tps[1:]), statistics.median(theirs_tps[1:])
+    print(f"\nsampling SmolLM2-135M-Instruct, greedy, {len(prompts)} chat prompts × ≤{new_tokens} tokens: "
+          f"driftlab {o:.0f} tokens/s, model.generate {t:.0f} ({o / t:.2f}×); same tokens: {same}{w.flag}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=6, help="timed steps per repetition (after 2 warm-up)")
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--no-run", action="store_true", help="skip timing the default driftlab run")
+    ap.add_argument("--no-real", action="store_true", help="skip the real-model (SmolLM2) rows")
     ap.add_argument("--read", type=Path, default=None,
                     help="print the breakdown of this finished experiment instead of running the default one")
     args = ap.parse_args()
@@ -359,6 +399,8 @@ def main() -> None:
               f"   {' '.join(f'{r:.0f}' for r in results[name])}")
         for f in flags[name]:
             print(f"{'':<15}{f}")
+    if not args.no_real:
+        sampling_speed(args.reps)
     if not args.no_run:
         report_run(None)
 
