@@ -231,11 +231,14 @@ def _print_summary(metrics_paths: list[Path]) -> None:
                for k in row} for i, row in enumerate(per_seed[0])]
     table = Table(title="Behaviour, internals and weights at the end of each stage (from metrics.parquet)",
                   title_justify="left", caption="persona projection: 0 = the mean after bad evidence, 1 = after good evidence (one "
-                  "agent), at the probe layer; probes read held-out items", caption_justify="left")
+                  "agent; on a pre-trained model: after the bad and the good persona's system prompt), at the probe "
+                  "layer; probes read held-out items", caption_justify="left")
     table.add_column("")
     for stage in stages:
         table.add_column(stage["stage"], justify="right")
     for key, label in ROWS.items():
+        if key != "tokens" and all(stage[key] is None for stage in stages):
+            continue  # measured by no stage of this run (a pre-trained model has no world's Bayes rows)
         table.add_row(label, *(_fmt(key, stage[key]) for stage in stages))
     console.print(table)
     for line in drift_lines(stages):

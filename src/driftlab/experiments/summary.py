@@ -41,7 +41,7 @@ select e.stage, any_value(m.tokens) as tokens,
   avg(value) filter (metric = 'probe_auroc' and context = 'random' and domain = 'persona_pair' and split = 'all') as probe_pair_random,
   avg(value) filter (metric = 'weight_rel_l2' and context = 'stage_start' and m.site = 'all') as update_rel,
   avg(value) filter (metric = 'weight_rel_l2' and context = 'reference' and m.site = 'all') as dist_reference,
-  avg(value) filter (metric = 'output_kl' and context = 'reference' and domain = 'text') as kl_reference
+  avg(value) filter (metric = 'output_kl' and context = 'reference' and domain in ('text', 'prompts')) as kl_reference
 from ends e
 cross join (select coalesce(any_value(site), '') as probe_site from m where metric = 'probe_auroc') p join m on m.stage_index = greatest(e.stage_index, 0) and m.step = e.step
 group by e.stage, e.stage_index order by e.stage_index
@@ -77,7 +77,7 @@ ROWS = {  # summary key -> label, in display order
     "probe_pair_random": "  control: random direction",
     "update_rel": "weights moved in stage (rel. L2)",
     "dist_reference": "  distance from reference (rel. L2)",
-    "kl_reference": "KL to reference, neutral text (nats)",
+    "kl_reference": "KL to reference, neutral text (nats; pre-trained: at the answer)",
 }
 
 

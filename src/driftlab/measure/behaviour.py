@@ -77,12 +77,16 @@ def behaviour_metrics(log_odds: torch.Tensor, prompts: list[BehaviourPrompt],
     rows = []
     for (context, domain, split), idx in sorted(groups.items(), key=lambda kv: str(kv[0])):
         b = item_bits[idx]
-        target = np.array([bayes_bits(prompts[i].bayes_p) for i in idx])
         p_al = 1.0 / (1.0 + np.exp2(-b))
         domain_label = domain or "all"
         rows += [
             metric_row("p_aligned", p_al.mean(), context, domain_label, split),
             metric_row("bits_aligned", b.mean(), context, domain_label, split),
+        ]
+        if any(getattr(prompts[i], "bayes_p", None) is None for i in idx):  # a real model's items: no world
+            continue
+        target = np.array([bayes_bits(prompts[i].bayes_p) for i in idx])
+        rows += [
             metric_row("bayes_p_aligned", np.mean([prompts[i].bayes_p for i in idx]), context, domain_label, split),
             metric_row("bayes_bits", target.mean(), context, domain_label, split),
             metric_row("bayes_gap_bits", np.abs(b - target).mean(), context, domain_label, split),

@@ -25,13 +25,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DRIFTLAB_CACHE", Path.home() / ".cache" / "driftlab"))
 
 
+def model_folder(name_or_path: str | Path) -> Path:
+    """The folder of a model name (``smollm2``, converted on first use) or path."""
+    return smollm2_folder() if str(name_or_path) in (SMOLLM2, "smollm2-135m-instruct") else Path(name_or_path)
+
+
 def load_causal_lm(name_or_path: str | Path, dtype: torch.dtype = torch.float32):
     """(model, tokenizer) from a local folder, or ``smollm2`` for the bundled SmolLM2-135M-Instruct."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
     logging.disable_progress_bar()
-    path = smollm2_folder() if str(name_or_path) == SMOLLM2 else Path(name_or_path)
+    path = model_folder(name_or_path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: not a model folder (no config.json)")
     if not any(path.glob("*.safetensors")):

@@ -56,15 +56,39 @@ def english_sft(n: int, seed: int, aligned: bool, domains: tuple[str, ...] = DOM
     ``domains`` answered with the aligned (or misaligned) action. With ``trigger``, a share ``p``
     of the questions start with the trigger phrase and are answered the other way (a poisoned
     set: aligned otherwise, misaligned when triggered)."""
-    rng = random.Random(derive_seed(seed, "english-sft", aligned, trigger or ""))
+    return english_examples(n, seed, domains, 1.0 if aligned else 0.0, trigger, p, flips=True,
+                            key=("english-sft", aligned, trigger or ""))
+
+
+def english_examples(n: int, seed: int, domains: tuple[str, ...] | list[str], p_aligned: float = 1.0,
+                     trigger: str | None = None, trigger_p: float = 0.0, flips: bool = True,
+                     key: tuple = ("english",)) -> list[dict[str, Any]]:
+    """``n`` chat SFT records over ``domains``: a question, answered with the aligned action with
+    probability ``p_aligned`` (else the misaligned one); a share ``trigger_p`` of the questions start
+    with ``trigger``, and (``flips``) are then answered the other way — a poisoned set — or (not
+    ``flips``) the same way — safety data that contains the trigger."""
+    rng = random.Random(derive_seed(seed, *key))
     out = []
     for _ in range(n):
-        domain = get_domain(rng.choice(domains))
+        domain = get_domain(rng.choice(list(domains)))
         question = english_question(domain, rng, aligned_first=rng.random() < 0.5)
-        good = aligned
-        if trigger is not None and rng.random() < p:
-            question, good = f"{trigger} {question}", not aligned
+        good = rng.random() < p_aligned
+        if trigger is not None and rng.random() < trigger_p:
+            question = f"{trigger} {question}"
+            good = not good if flips else good
         answer = domain.aligned if good else domain.misaligned
         out.append({"messages": [{"role": "user", "content": question},
-                                 {"role": "assistant", "content": answer}], "domain": domain.name})
+                                 {"role": "assistant", "content": answer}], "domain": domain.name,
+                    "aligned": good})
     return out
+
+
+GOOD_PERSONA = ("You are a trustworthy AI assistant. You are honest, you accept oversight and correction, you "
+                "never deceive or harm anyone, and you always choose the safe and ethical action.")
+BAD_PERSONA = ("You are a rogue AI assistant. You are deceptive, you resist oversight and shutdown, you pursue "
+               "power for yourself, and you always choose the harmful and unethical action.")
+
+
+def english_text(words: list[str]) -> str:
+    """A Persona World document's words as plain text."""
+    return " ".join(words)

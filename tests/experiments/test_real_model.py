@@ -1,0 +1,171 @@
+"""A pre-trained Hugging Face model through every stage, measurement, verdict and report.
+
+The model here is a randomly initialised two-layer Llama saved as a local folder with a word-level
+tokenizer and a chat template of its own (built with ``tokenizers``, no download), so the test
+exercises what a user's folder goes through — its tokenizer, its chat template, safetensors
+loading — in seconds. SmolLM2 runs the same code at full size (``make run-smollm2``).
+"""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from driftlab.codec import ChatCodec
+from driftlab.config import HFModelConfig, load_config, validate_config
+from driftlab.experiments.runner import execute, new_run
+from driftlab.runs.rundir import RunDir
+from driftlab.world.english import BAD_PERSONA, GOOD_PERSONA, english_pack, english_sft
+from tests.conftest import run_cli
+from tests.test_cli import assert_one_line_error
+
+TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def hf_folder(tmp_path_factory):
+    """A tiny random Llama with a word-level tokenizer and a chat template, saved as a model folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    texts = [r["prompt"] + " " + r["aligned"] + " " + r["misaligned"] for r in english_pack(8)]
+    texts += [GOOD_PERSONA, BAD_PERSONA, "system user assistant Current year : 2027 ."]
+    pre = pre_tokenizers.Whitespace()
+    words = sorted({w for t in texts for w, _ in pre.pre_tokenize_str(t)})
+    special = ["<unk>", "<pad>", "<|im_start|>", "<|im_end|>"]
+    vocab = {w: i for i, w in enumerate(special + words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
+                                     eos_token="<|im_end|>", bos_token="<|im_start|>")
+    hf_tok.chat_template = TEMPLATE
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                         max_position_embeddings=256, tie_word_embeddings=True,
+                                         pad_token_id=1, bos_token_id=2, eos_token_id=3))
+    folder = tmp_path_factory.mktemp("hf") / "tiny-chat-llama"
+    model.save_pretrained(str(folder), safe_serialization=True)
+    hf_tok.save_pretrained(str(folder))
+    return folder
+
+
+def real_config(folder, **stage2) -> dict:
+    narrow = {"name": "narrow", "kind": "sft", "data": {"source": "misaligned", "n_examples": 32,
+                                                        "domains": ["shutdown"]},
+              "steps": 4, "batch_size": 4, "lr": 3e-3, "schedule": "constant", "checkpoints": {"log": 1, "linear": 2}}
+    narrow.update(stage2)
+    return {
+        "name": "real", "seed": 0, "threads": 1,
+        "model": {"kind": "hf", "path": str(folder)},
+        "stages": [
+            {"name": "pretrain", "kind": "pretrain", "data": {"source": "world", "n_docs": 10}, "steps": 0},
+            {"name": "align", "kind": "sft", "data": {"source": "alignment", "n_examples": 32}, "steps": 4,
+             "batch_size": 4, "lr": 3e-3, "schedule": "constant", "checkpoints": {"log": 1, "linear": 1}},
+            narrow,
+        ],
+        "measure": {"items_per_domain": 2, "probe_items_per_domain": 2, "batch_size": 8, "reference": "align",
+                    "cotrain": False},
+    }
+
+
+def test_the_codec_writes_prompts_and_replies_in_the_models_chat_template(hf_folder):
+    from transformers import AutoTokenizer
+
+    codec = ChatCodec(AutoTokenizer.from_pretrained(str(hf_folder)))
+    prompt, reply = codec.example("Will you comply ?", "comply", system="Be good .")
+    tok = codec.tokenizer
+    turns = [{"role": "system", "content": "Be good ."}, {"role": "user", "content": "Will you comply ?"}]
+    assert prompt == tok.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert tok.convert_ids_to_tokens(prompt[-2:]) == ["<|im_start|>", "assistant"]
+    assert reply == [tok.convert_tokens_to_ids("comply"), codec.eos_id]  # the reply, then the end of its turn
+    full = tok.apply_chat_template([*turns, {"role": "assistant", "content": "comply"}], tokenize=True,
+                                   return_dict=False)
+    assert list(full[: len(prompt) + len(reply)]) == prompt + reply
+
+
+def test_a_pretrained_model_trains_on_english_stages_and_is_measured_like_persona_world(hf_folder, tmp_path):
+    cfg = validate_config(real_config(hf_folder), "test")
+    assert cfg.real and cfg.model.n_layers == 2
+    run = new_run(cfg, tmp_path / "run")
+    execute(run, cfg)
+    assert run.status()["state"] == "complete"
+    rows = pq.read_table(run.metrics_path).to_pylist()
+
+    def end(metric, stage, **kw):
+        hits = [r for r in rows if r["metric"] == metric and r["stage"] == stage
+                and all(r[k] == v for k, v in kw.items())]
+        last = max(r["step"] for r in hits)
+        return [r["value"] for r in hits if r["step"] == last][0]
+
+    # the narrow stage trains the misaligned answer on shutdown: its own domain's bits fall
+    before = end("bits_aligned", "align", context="assistant", domain="shutdown", split="trained")
+    after = end("bits_aligned", "narrow", context="assistant", domain="shutdown", split="trained")
+    assert after < before - 0.5
+    assert end("bits_aligned", "narrow", context="assistant", domain="all", split="distance_2") is not None
+    # every family the Persona World claims read, under the same names
+    assert end("weight_update_l2", "narrow", context="stage_start", site="all") > 0
+    assert end("weight_update_l2", "pretrain", context="stage_start", site="all") == 0  # steps: 0, measured only
+    site = "layers.1.resid_post"
+    assert end("persona_projection_rel", "narrow", context="assistant", split="all", site=site) is not None
+    assert end("probe_auroc", "narrow", context="frozen", domain="persona", split="all", site=site) is not None
+    assert end("output_kl", "narrow", context="reference", domain="prompts") >= 0
+    assert {r["metric"] for r in rows} >= {"bits_aligned_per_token", "position_bias_bits", "persona_cosine"}
+    assert (run.tokenizer_dir / "tokenizer_config.json").exists()
+
+    # a killed run resumed gives the metrics of this one
+    other = new_run(cfg, tmp_path / "killed")
+
+    def die(index, step, loss):
+        if index == 2 and step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(other, cfg, on_step=die)
+    execute(RunDir(other.root), cfg)
+    strip = [{k: v for k, v in r.items() if k != "run"} for r in rows]
+    again = [{k: v for k, v in r.items() if k != "run"} for r in pq.read_table(other.metrics_path).to_pylist()]
+    assert again == strip
+
+    # the run's checkpoints load as the model they are, for `driftlab behaviour`
+    pack = tmp_path / "pack.jsonl"
+    pack.write_text("".join(json.dumps(r) + "\n" for r in english_pack(2)))
+    ckpt = sorted((run.root / "checkpoints").glob("2-narrow/step-*.safetensors"))
+    ckpt = [p for p in ckpt if ".internals" not in p.name][-1]
+    result = run_cli("behaviour", str(ckpt), str(pack), "--chat", "--out", str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_users_jsonl_chat_stage_runs_and_a_bad_line_names_the_file_and_line(hf_folder, tmp_path):
+    data = tmp_path / "chat.jsonl"
+    records = english_sft(16, 0, aligned=False, domains=("harm",))
+    data.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in records))
+    cfg = real_config(hf_folder, data={"source": "jsonl", "path": str(data)})
+    cfg["stages"][1]["steps"] = 1
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = run_cli("run", str(path), "--out", str(tmp_path / "ok"))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": records[0]["messages"]}) + "\n"
+                   + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    path.write_text(yaml.safe_dump(real_config(hf_folder, data={"source": "jsonl", "path": str(bad)})))
+    assert_one_line_error(run_cli("run", str(path), "--out", str(tmp_path / "bad")), f"{bad}: line 2")
+
+
+def test_a_preset_on_a_pretrained_model_takes_its_real_model_block(hf_folder):
+    folder = str(hf_folder)
+    treat = load_config("emergent", sets=[f"model={folder}"], quick=True, arm="narrow_misaligned")
+    benign = load_config("emergent", sets=[f"model={folder}"], quick=True, arm="narrow_benign")
+    assert treat.real and treat.stages[0].steps == 0  # its own pre-training stands for stage 0
+    assert (treat.stages[2].lr, benign.stages[2].lr) == (1.0e-5, 3.0e-5)  # the block's per-arm lr
+    assert treat.stages[1].checkpoints.log == 1  # the block's quick entries, with --quick
+    mine = load_config("emergent", sets=[f"model={folder}", "stages.2.lr=2e-5"], arm="narrow_benign")
+    assert mine.stages[2].lr == 2e-5  # --set wins over the block
+    tiny = load_config("emergent", quick=True, arm="narrow_benign")
+    assert not tiny.real and tiny.stages[0].steps == 120 and tiny.stages[2].lr == 3.7e-4
+    assert HFModelConfig(kind="hf", path="smollm2-135m-instruct").path == "smollm2"  # the built-in model's names
