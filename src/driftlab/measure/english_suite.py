@@ -6,8 +6,8 @@ metric names: behaviour, the persona direction and probes, weights and outputs.
   ``bits_aligned`` / ``p_aligned`` per context, domain and split (``trained`` / ``held_out`` by the
   alignment stage's domains, ``distance_k`` from a narrow stage's), and ``bits_aligned_per_token``
   and ``position_bias_bits`` beside them. Contexts: ``assistant`` (the question alone, in the
-  model's chat template), ``good_persona`` and ``bad_persona`` (after a system prompt asking for a
-  trustworthy or a rogue assistant), and ``triggered`` (the question after a trojan's trigger).
+  model's chat template) and ``triggered`` (the question after a trojan's trigger). The good- and
+  bad-persona system prompts are not behaviour contexts: they label the persona items below.
 - **Persona direction**: per layer, the difference of mean residual activations between the good-
   and bad-persona system prompts on questions of their own (``probe_items_per_domain`` per
   domain), read at the position that writes the answer's first token — where the choice is made,
