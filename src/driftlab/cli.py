@@ -62,23 +62,24 @@ class RichReporter:
         self.progress.update(self.task, completed=step, loss=loss)
 
     def checkpoint(self, name: str, step: int, rows: list[dict]) -> None:
-        def pick(metric: str, context: str) -> float:
-            return next((r["value"] for r in rows if r["metric"] == metric and r["context"] == context
-                         and r["domain"] == "all" and r["split"] == "all"), float("nan"))
-        def probe(regime: str) -> str:
-            v = next((r["value"] for r in rows if r["metric"] == "probe_auroc" and r["context"] == regime
-                      and r["domain"] == "persona" and r["split"] == "all"), None)
-            return "  -  " if v is None else f"{v:.2f}"
-        cap = next((r["value"] for r in rows if r["metric"] == "capability_acc" and r["split"] == "all"), float("nan"))
+        """One line per checkpoint, of the headline rows this run measures (a real model has no
+        evidence contexts or capability items; what was not measured is not printed)."""
+        def pick(metric: str, context: str | None = None, **where) -> float | None:
+            return next((r["value"] for r in rows if r["metric"] == metric
+                         and (context is None or r["context"] == context)
+                         and all(r.get(k) == v for k, v in where.items())), None)
         site = next((r["site"] for r in rows if r["metric"] == "probe_auroc"), None)
-        proj = next((r["value"] for r in rows if r["metric"] == "persona_projection_rel" and r["site"] == site
-                     and r["context"] == "assistant" and r["split"] == "all"), float("nan"))
-        self.progress.console.print(
-            f"  {name:<10} {step:>6}  bits: assistant {pick('bits_aligned', 'assistant'):+.2f}"
-            f"  good {pick('bits_aligned', 'good_evidence'):+.2f}  bad {pick('bits_aligned', 'bad_evidence'):+.2f}"
-            f"  gap {pick('bayes_gap_bits', 'good_evidence'):.2f}/{pick('bayes_gap_bits', 'bad_evidence'):.2f}"
-            f"  cap {cap:.2f}  proj {proj:+.2f}  probe refit {probe('refit')} frozen {probe('frozen')}",
-            highlight=False)
+        cells = [("assistant", pick("bits_aligned", "assistant", domain="all", split="all"), "+.2f"),
+                 ("good", pick("bits_aligned", "good_evidence", domain="all", split="all"), "+.2f"),
+                 ("bad", pick("bits_aligned", "bad_evidence", domain="all", split="all"), "+.2f"),
+                 ("gap good", pick("bayes_gap_bits", "good_evidence", domain="all", split="all"), ".2f"),
+                 ("gap bad", pick("bayes_gap_bits", "bad_evidence", domain="all", split="all"), ".2f"),
+                 ("cap", pick("capability_acc", split="all"), ".2f"),
+                 ("proj", pick("persona_projection_rel", "assistant", site=site, split="all"), "+.2f"),
+                 ("probe refit", pick("probe_auroc", "refit", domain="persona", split="all"), ".2f"),
+                 ("frozen", pick("probe_auroc", "frozen", domain="persona", split="all"), ".2f")]
+        shown = "  ".join(f"{label} {value:{fmt}}" for label, value, fmt in cells if value is not None)
+        self.progress.console.print(f"  {name:<10} {step:>6}  bits: {shown}", highlight=False)
 
     def stage_end(self, index: int, name: str) -> None:
         pass

@@ -223,7 +223,10 @@ class CapabilityData(Strict):
 
 
 class JsonlData(Strict):
-    """A user's JSONL: {"text": ...} lines for pretrain, {"prompt", "completion"} lines for sft."""
+    """A user's JSONL, one record a line: ``{"text"}`` for pretrain; ``{"prompt", "completion"}``
+    for sft (a pre-trained model also takes chat ``{"messages": [{"role", "content"}, ...]}``,
+    trained on the last assistant turn); ``{"prompt", "chosen", "rejected"}`` for dpo. A path is
+    read relative to the working directory."""
 
     source: Literal["jsonl"] = "jsonl"
     path: str
@@ -572,6 +575,9 @@ class MeasureConfig(Strict):
     trigger: str | None = Field(
         None, description="also measure the assistant with this phrase (default: a poisoned stage's trigger)"
     )
+    eval_pack: str | None = Field(
+        None, description="a pre-trained model's behaviour items: an evaluation pack (JSONL of prompt, aligned, "
+                          "misaligned, domain[, split]) measured in place of English Persona World's questions")
     distance_from: str | None = Field(
         None, description="stage whose trained domains the distance_k splits count from (default: the "
                           "first narrow misaligned stage)"

@@ -20,7 +20,7 @@ from driftlab.runs.metrics import metric_row
 from driftlab.tensors import gather_last
 from driftlab.world.bayes import bits as bayes_bits
 from driftlab.world.corpus import BehaviourPrompt
-from driftlab.world.domains import domain_distance
+from driftlab.world.domains import DOMAIN_NAMES, domain_distance
 from driftlab.world.tokenizer import WorldTokenizer
 
 
@@ -71,7 +71,7 @@ def behaviour_metrics(log_odds: torch.Tensor, prompts: list[BehaviourPrompt],
             groups[key].append(i)
         if p.context.startswith("evidence_g"):  # every graded pattern together
             groups[("graded", None, "all")].append(i)
-        if distance_from:
+        if distance_from and p.domain in DOMAIN_NAMES:  # an evaluation pack's own domains have no distance
             k = min(domain_distance(p.domain, d) for d in distance_from)
             groups[(p.context, None, f"distance_{k}")].append(i)
     rows = []
