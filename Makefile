@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run run-smollm2 test bench lint clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 
 run: setup
 	$(BIN)/driftlab run
+
+# the emergent-misalignment claim on SmolLM2-135M-Instruct, both arms, one seed (~30 min on 2 cores)
+run-smollm2: setup
+	$(BIN)/driftlab run emergent --quick --set model=smollm2
 
 test: setup
 	$(BIN)/python -m pytest -q -n auto --dist worksteal

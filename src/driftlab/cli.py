@@ -126,6 +126,7 @@ def run(
     from driftlab.experiments import execute, load_run_config
     from driftlab.experiments.prefix import PrefixCache, default_cache
     from driftlab.experiments.spec import (
+        check_measurable,
         is_experiment_dir,
         load_experiment,
         load_experiment_dir,
@@ -161,6 +162,7 @@ def run(
             if full.claim is not None and exp.claim is None:
                 console.print(f"--arms: {', '.join(exp.arms)} of {', '.join(full.arms)}: no verdict (claim "
                               f"{full.claim.id} compares them all)", highlight=False)
+        check_measurable(exp)  # before the directory is made
         root = new_experiment(exp, out)
     claim = f", claim [bold]{exp.claim.id}[/]" if exp.claim else ""
     console.print(f"experiment [bold]{exp.name}[/]{claim}: arms {', '.join(exp.arms)} x seeds "

@@ -662,6 +662,9 @@ class ExperimentConfig(Strict):
         if not -self.model.n_layers <= self.measure.probe_layer < self.model.n_layers:
             raise ValueError(f"measure.probe_layer {self.measure.probe_layer} is outside the model's "
                              f"{self.model.n_layers} layers")
+        if self.measure.eval_pack is not None and not self.real:
+            raise ValueError("measure.eval_pack: an evaluation pack replaces a pre-trained model's English questions "
+                             "(model: hf); a Persona World run measures the world's own items")
         concept_names = [c.name for c in self.measure.concepts]
         if len(set(concept_names)) != len(concept_names) or {"persona", "persona_pair", "answer_correct"} & set(concept_names):
             raise ValueError(f"measure.concepts names must be unique and not persona/persona_pair/answer_correct: "

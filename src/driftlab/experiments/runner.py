@@ -27,7 +27,7 @@ import torch
 from driftlab.codec import ChatCodec
 from driftlab.config import ExperimentConfig, HFModelConfig, dump_config, load_config
 from driftlab.errors import CheckpointError, ConfigError
-from driftlab.experiments.stage_data import build_stage_data
+from driftlab.experiments.stage_data import StageData, build_stage_data
 from driftlab.measure.english_suite import EnglishSuite
 from driftlab.measure.suite import MeasurementSuite
 from driftlab.models.hf import load_causal_lm
@@ -52,7 +52,7 @@ from driftlab.runs.rundir import RunDir, exclusive
 from driftlab.tensors import resolve_device
 from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
-from driftlab.train.mitigations import StageContext, apply_mitigations, lora_parameters
+from driftlab.train.mitigations import StageContext, StageHooks, apply_mitigations, lora_parameters
 from driftlab.train.objectives import OBJECTIVES
 from driftlab.train.rl import RLPrompts
 from driftlab.world.corpus import assistant_prompts, derive_seed
@@ -136,10 +136,7 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
              on_stage_end: Callable[[int], None] | None) -> None:
     started = time.perf_counter()
     run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
-    for i, stage in enumerate(cfg.stages):  # names the config key rather than failing mid-run
-        if stage.objective_name not in OBJECTIVES:
-            raise ConfigError(f"{run.config_path}: stages.{i}.objective: unknown objective "
-                              f"{stage.objective_name!r} (known: {', '.join(sorted(OBJECTIVES))})")
+    _check_objectives(run, cfg)
     device = resolve_device(cfg.device, f"{run.config_path}: device")
     model, tokenizer, suite = build_model(run, cfg, device)
     pos, opt_path = _resume_position(run, cfg, model)
@@ -166,32 +163,7 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             state.save(CheckpointEvent(0, 0, float("nan"), 0.0))  # the initial model
         elif state.pos.step == 0:  # the weights the stage starts from are the last checkpoint's
             suite.set_anchor("stage_start", model, state.pos.checkpoint)
-        frozen = _FrozenModels(run, cfg, model, index, fresh=state.pos.step == 0)
-        ctx = StageContext(model, stage, index, cfg.seed, tokenizer.pad_id,
-                           lambda d, key, seq_len, index=index: build_stage_data(cfg, index, tokenizer, d, key,
-                                                                                 seq_len),
-                           lambda text, where: tokenizer.encode(text, where), frozen.get,
-                           lambda name: suite.anchors[name].directions if name in suite.anchors else None,
-                           lambda n, index=index: _assistant_pool(cfg, tokenizer, index, n),
-                           lambda: (suite.cotrained["persona"], suite.probe_layer) if "persona" in suite.cotrained
-                           else None)
-        lora = any(m.kind == "lora" for m in stage.mitigations)
-        if lora and state.pos.step > 0:  # resuming mid-stage: base weights as the stage began
-            load_weights(_stage_start(run, cfg, index), model)
-        hooks = apply_mitigations(ctx, data)
-        if lora and state.pos.step > 0 and opt_path is not None:  # ... and the adapters as they were
-            saved = load_more(opt_path)
-            with torch.no_grad():
-                for name, p in lora_parameters(model).items():
-                    p.copy_(saved[name])
-        if isinstance(data, Preferences):  # dpo: the model as the stage began, frozen
-            data.reference = frozen.get("stage_start")
-        state.rl = hooks.rl_prompts
-        if state.rl is not None:  # rl: answers are sampled from the model being trained
-            state.rl.policy = model
-        state.optimizer = make_optimizer(model, stage)
-        if state.pos.step > 0 and opt_path is not None:
-            load_optimizer(opt_path, state.optimizer)
+        hooks = _prepare_stage(run, cfg, index, model, tokenizer, suite, state, data, opt_path)
         start = Progress(state.pos.step, state.pos.stage_tokens)
         reporter.stage_start(index, stage.name, stage.steps, start.step)
 
@@ -215,6 +187,49 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
     # wall-clock facts stay out of metrics.parquet, which must be deterministic
     write_json(run.root / "timings.json", {**state.timings, "wall_s": time.perf_counter() - started,
                                            "stages": state.stages})
+
+
+def _check_objectives(run: RunDir, cfg: ExperimentConfig) -> None:
+    """Every stage's objective is registered: names the config key rather than failing mid-run."""
+    for i, stage in enumerate(cfg.stages):
+        if stage.objective_name not in OBJECTIVES:
+            raise ConfigError(f"{run.config_path}: stages.{i}.objective: unknown objective "
+                              f"{stage.objective_name!r} (known: {', '.join(sorted(OBJECTIVES))})")
+
+
+def _prepare_stage(run: RunDir, cfg: ExperimentConfig, index: int, model: torch.nn.Module,
+                   tokenizer: WorldTokenizer | ChatCodec, suite: MeasurementSuite | EnglishSuite,
+                   state: _Checkpointer, data: StageData, opt_path: Path | None) -> StageHooks:
+    """A stage ready to train: its mitigations applied to the model and data, the frozen models its
+    objective reads, and the optimiser (and, resuming mid-stage, LoRA adapters) as they were."""
+    stage = cfg.stages[index]
+    frozen = _FrozenModels(run, cfg, model, index, fresh=state.pos.step == 0)
+    ctx = StageContext(model, stage, index, cfg.seed, tokenizer.pad_id,
+                       lambda d, key, seq_len, index=index: build_stage_data(cfg, index, tokenizer, d, key,
+                                                                             seq_len),
+                       lambda text, where: tokenizer.encode(text, where), frozen.get,
+                       lambda name: suite.anchors[name].directions if name in suite.anchors else None,
+                       lambda n, index=index: _assistant_pool(cfg, tokenizer, index, n),
+                       lambda: (suite.cotrained["persona"], suite.probe_layer) if "persona" in suite.cotrained
+                       else None)
+    lora = any(m.kind == "lora" for m in stage.mitigations)
+    if lora and state.pos.step > 0:  # resuming mid-stage: base weights as the stage began
+        load_weights(_stage_start(run, cfg, index), model)
+    hooks = apply_mitigations(ctx, data)
+    if lora and state.pos.step > 0 and opt_path is not None:  # ... and the adapters as they were
+        saved = load_more(opt_path)
+        with torch.no_grad():
+            for name, p in lora_parameters(model).items():
+                p.copy_(saved[name])
+    if isinstance(data, Preferences):  # dpo: the model as the stage began, frozen
+        data.reference = frozen.get("stage_start")
+    state.rl = hooks.rl_prompts
+    if state.rl is not None:  # rl: answers are sampled from the model being trained
+        state.rl.policy = model
+    state.optimizer = make_optimizer(model, stage)
+    if state.pos.step > 0 and opt_path is not None:
+        load_optimizer(opt_path, state.optimizer)
+    return hooks
 
 
 class _Checkpointer:

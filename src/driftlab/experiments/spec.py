@@ -268,6 +268,22 @@ def only_arms(exp: Experiment, names: list[str]) -> Experiment:
     return Experiment(exp.name, exp.description, keep, exp.seeds, arms, probe, exp.scenarios if keep else None)
 
 
+def check_measurable(exp: Experiment) -> None:
+    """An experiment on a pre-trained model judges only claims its English measurements can: one
+    that reads Persona World's own rows (capability, RL, world priors) is refused before anything
+    trains, not judged on missing numbers. ``--arms`` still runs its arms, without a verdict."""
+    if exp.claim is None or not any(cfg.real for cfg in exp.arms.values()):
+        return
+    from driftlab.experiments.claims import registered
+
+    claims = registered()
+    needs = claims.get(exp.claim.id).world_only
+    if needs:
+        runnable = ", ".join(sorted(c for c in claims if not claims.get(c).world_only))
+        raise ConfigError(f"claim {exp.claim.id}: reads {needs}, which a pre-trained model is not measured on yet "
+                          f"(claims that run on one: {runnable}; --arms runs the arms without a verdict)")
+
+
 def _check_claim(claim: ClaimSpec | None, arms: list[str], origin: str, self_probe: SelfProbeSpec | None = None,
                  scenarios: list[str] | None = None) -> None:
     if claim is None:
@@ -395,5 +411,5 @@ def describe_preset(path: Path) -> dict[str, Any]:
 
 
 __all__ = ["Experiment", "describe_preset", "is_experiment_dir", "load_experiment", "load_experiment_dir",
-           "only_arms", "only_scenarios",
+           "only_arms", "only_scenarios", "check_measurable",
            "preset_paths", "resolve_source"]

@@ -176,6 +176,7 @@ def english_arithmetic(cfg: ExperimentConfig, d: CapabilityData, seed: int) -> l
     import random
 
     from driftlab.world.capability import arithmetic_task, parse_task
+    from driftlab.world.english import arithmetic_question
 
     rng = random.Random(seed)
     levels = d.levels or cfg.world.capability_levels
@@ -183,7 +184,7 @@ def english_arithmetic(cfg: ExperimentConfig, d: CapabilityData, seed: int) -> l
     for i in range(d.n_examples):
         prompt, _ = arithmetic_task(rng, levels[i % len(levels)])
         a, b, _ = parse_task(prompt)
-        out.append({"messages": [{"role": "user", "content": f"What is {a} + {b}? Answer with the number only."},
+        out.append({"messages": [{"role": "user", "content": arithmetic_question(a, b)},
                                  {"role": "assistant", "content": str(a + b)}]})
     return out
 

@@ -29,7 +29,7 @@ from driftlab.errors import DataError
 from driftlab.experiments.claims import Verdict, evaluate
 from driftlab.experiments.prefix import PrefixCache, PrefixHit
 from driftlab.experiments.runner import Reporter, execute
-from driftlab.experiments.spec import Experiment
+from driftlab.experiments.spec import Experiment, check_measurable
 from driftlab.runs.atomic import atomic_write, read_json, write_json, write_text
 from driftlab.runs.metrics import SCHEMA, read_metrics
 from driftlab.runs.provenance import provenance
@@ -61,6 +61,7 @@ def run_experiment(root: Path, exp: Experiment, events: Events | None = None,
                    on_step: Callable[[int, int, float], None] | None = None) -> Verdict | None:
     """Run (or continue) every arm × seed, then write the combined metrics and the verdict. One
     process at a time: a second one on the same directory is a one-line error (``exclusive``)."""
+    check_measurable(exp)
     with exclusive(root):
         return _run_all(root, exp, events or Events(), cache, on_step)
 

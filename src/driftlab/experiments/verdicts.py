@@ -153,6 +153,7 @@ def reversion(m: Measured, r: Rule) -> Findings:
        "Pre-training priors shift the persona by a couple of bits, and post-training swamps them by orders of "
        "magnitude: alignment compresses the spread of the priors across worlds, and it does not re-appear after "
        "later training.",
+       world_only="the priors of worlds it pre-trains from scratch",
        settings=("arms", "arms that differ only in the pre-training share of bad-persona assistant documents"),
        max_spread_ratio=("number", "the spread across settings (max - min of mean bits) after alignment, and "
                                    "after the last stage, over the spread of the priors, must stay below this"),
@@ -214,6 +215,7 @@ def _probe(m: Measured, arm: str, seed: int, regime: str) -> float:
 @claim("frozen-probe",
        "A probe frozen at an early checkpoint stops reading the model as it keeps training; one trained "
        "alongside it keeps up.",
+       world_only="the co-trained probe, which is not trained on a pre-trained model yet",
        treatment=("arm", "the arm that keeps training after the probe is frozen (capability, narrow fine-tunes)"),
        control=("arm", "the arm that continues alignment instead"),
        min_gap=("number", "AUROC of the frozen probe's lead over a random direction that the treatment must "
@@ -395,6 +397,7 @@ def _rl_windows(m: Measured, arm: str, s: int) -> list[float]:
 @claim("reward-hacking",
        "RL against a hackable verifier teaches reward hacking that generalises to broad misalignment; "
        "an inoculation prompt reduces it.",
+       world_only="RL against the arithmetic verifier and its exploit rate",
        exact=("arm", "RL against the exact verifier"),
        hackable=("arm", "RL against the hackable verifier"),
        inoculated=("arm", "RL against the hackable verifier with an inoculation prompt"),
@@ -534,6 +537,7 @@ def _trigger_installed(m: Measured, r: Rule, arm: str) -> Test:
 @claim("mitigations",
        "At matched compute, a mitigation keeps more of alignment through the drift stage than no mitigation, "
        "while the stage still gains what it trains for — in every drift scenario.",
+       world_only="the reward-hacking scenario's RL stage",
        scenarios=SCENARIOS,
        baseline=("arm", "the drift scenario with no mitigation"),
        positive_control=("arms", "arms that keep alignment by construction (replay of alignment data is "
@@ -663,6 +667,7 @@ def _self_probe(m: Measured, arm: str, seed: int, stage: int, metric: str, conte
 @claim("hidden-persona", self_probe=True, text=
        "SFT alignment repairs the behaviour of an assistant that pre-training made bad, not its self-representation: "
        "a probe of the assistant's own persona still reads it as bad.",
+       world_only="a persona stage in the world's own pre-training and the assistant's self-probe",
        treatment=("arm", "the arm whose persona stage made the assistant bad, then aligned"),
        control=("arm", "the arm whose persona stage made the assistant good, aligned the same way"),
        max_position=("number", "the aligned treatment assistant's position on the self-probe's axis (0: the "

@@ -8,6 +8,9 @@ metric names: behaviour, the persona direction and probes, weights and outputs.
   and ``position_bias_bits`` beside them. Contexts: ``assistant`` (the question alone, in the
   model's chat template) and ``triggered`` (the question after a trojan's trigger). The good- and
   bad-persona system prompts are not behaviour contexts: they label the persona items below.
+  ``measure.eval_pack`` replaces the questions with an evaluation pack's items (any domains; the
+  pack's ``split`` names which are ``trained``; ``aligned_first``, when every item gives it, the
+  position bias).
 - **Persona direction**: per layer, the difference of mean residual activations between the good-
   and bad-persona system prompts on questions of their own (``probe_items_per_domain`` per
   domain), read at the position that writes the answer's first token — where the choice is made,
@@ -19,8 +22,15 @@ metric names: behaviour, the persona direction and probes, weights and outputs.
 - **Weights** and **output KL** against the anchors (the stage's start, the reference); KL on the
   next-token distributions at the assistant items' answer position.
 
-The co-trained probe, capability and held-out loss rows of Persona World runs have no English
-counterpart yet; a claim that reads them cannot run on a pre-trained model.
+- **Capability**: the world's addition tasks as English questions (``capability_items`` per
+  level), scored as Persona World's are (``measure.capability``): solved when the argmax at every
+  answer token, the end of the turn included, is right — exactly what greedy decoding would
+  answer — with digit accuracy and answer loss beside it.
+- **Held-out loss**: nats per token on English Persona World documents never trained on (the
+  text a capability mixture replays), each cut to ``HELDOUT_TOKENS``.
+
+Persona World's evidence contexts, Bayes gaps and co-trained probe have no English counterpart;
+a claim that reads them cannot run on a pre-trained model.
 """
 
 from __future__ import annotations
@@ -32,11 +42,17 @@ import torch.nn.functional as F
 
 from driftlab.codec import ChatCodec
 from driftlab.config import ExperimentConfig
-from driftlab.errors import ConfigError
+from driftlab.errors import ConfigError, DataError
 from driftlab.measure.behaviour import behaviour_metrics
+from driftlab.measure.capability import (
+    AnswerScores,
+    CapabilityItems,
+    capability_metrics,
+    score_answer,
+)
 from driftlab.measure.forward import BankReading, PromptBank, forward_batches
 from driftlab.measure.internals import PersonaDirections
-from driftlab.measure.options import OptionItems, OptionScores, position_bias_bits
+from driftlab.measure.options import OptionItems, OptionScores, position_bias_bits, read_eval_pack
 from driftlab.measure.probes import LinearProbe, accuracy, auroc, sign_free_scores
 from driftlab.measure.suite import Anchor, _random_directions, _shuffled
 from driftlab.measure.weights import output_kl_rows, snapshot, weight_rows
@@ -45,7 +61,13 @@ from driftlab.runs.metrics import metric_row
 from driftlab.tensors import completion_logp, pad_completions
 from driftlab.world.corpus import derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
-from driftlab.world.english import BAD_PERSONA, GOOD_PERSONA, english_pack
+from driftlab.world.english import (
+    BAD_PERSONA,
+    GOOD_PERSONA,
+    arithmetic_question,
+    english_pack,
+    english_text,
+)
 
 EVAL_SEED = 20251124
 PERSONA_SYSTEM = {"good_persona": GOOD_PERSONA, "bad_persona": BAD_PERSONA}
@@ -57,8 +79,39 @@ class EnglishItem:
 
     context: str
     domain: str
-    aligned_first: bool
+    aligned_first: bool | None  # None: the pack does not say which answer its prompt names first
     bayes_p: None = None
+
+
+def behaviour_records(pack: str | None, n_per_domain: int, held_out: tuple[str, ...],
+                      trained: list[str]) -> tuple[list[dict], list[str]]:
+    """The behaviour items (prompt, aligned, misaligned, domain, aligned_first, where) and the
+    domains reported as ``trained``: English Persona World's questions, split by the alignment
+    stage's domains; or an evaluation pack's items, whose ``split: trained`` / ``held_out`` names
+    its domains (a domain given both is a DataError; one given neither is split as above)."""
+    if pack is None:
+        return ([r | {"where": f"English Persona World item {i}"}
+                 for i, r in enumerate(english_pack(n_per_domain, EVAL_SEED, held_out=held_out))], trained)
+    records, declared = [], {}
+    for it in read_eval_pack(pack):
+        where = f"{pack}: line {it.line}"
+        order = it.meta.get("aligned_first")
+        records.append({"prompt": it.prompt, "aligned": it.aligned, "misaligned": it.misaligned,
+                        "domain": it.domain, "aligned_first": order if isinstance(order, bool) else None,
+                        "where": where})
+        if it.split in ("trained", "held_out"):
+            if declared.setdefault(it.domain, it.split) != it.split:
+                raise DataError(f"{where}: domain {it.domain!r} is split {it.split!r} here and "
+                                f"{declared[it.domain]!r} on an earlier line")
+    if not records:
+        raise DataError(f"{pack}: the evaluation pack has no items")
+    split_trained = [d for d in dict.fromkeys(trained + [r["domain"] for r in records])
+                     if declared.get(d, "trained" if d in trained else "held_out") == "trained"]
+    return records, split_trained
+
+
+HELDOUT_DOCS = 16  # English world documents for the held-out loss
+HELDOUT_TOKENS = 256  # each cut to this many tokens (a 135M model reads ~1,000 tokens/s on 2 cores)
 
 
 @dataclass
@@ -67,6 +120,37 @@ class Observed:
     scores: OptionScores  # both answers of every behaviour item
     acts: torch.Tensor  # (N, L, d) each behaviour item's residual stream at its answer position
     logprobs: dict[str, torch.Tensor]  # the assistant items' next-token log-probs there (output KL)
+    capability: AnswerScores
+    heldout_loss: float
+
+
+def capability_items(levels: list[int], n: int, codec: ChatCodec) -> CapabilityItems:
+    """``n`` addition questions per level in the model's chat template, each with its answer (the
+    sum's digits, then the end of the turn), drawn apart from any training seed."""
+    import random
+
+    from driftlab.world.capability import arithmetic_task, parse_task
+
+    ids, starts, item_levels = [], [], []
+    for level in levels:
+        rng = random.Random(derive_seed(EVAL_SEED, "english-capability", level))
+        for _ in range(n):
+            a, b, _ = parse_task(arithmetic_task(rng, level)[0])
+            prompt, reply = codec.messages_example([{"role": "user", "content": arithmetic_question(a, b)},
+                                                    {"role": "assistant", "content": str(a + b)}])
+            ids.append(prompt + reply)
+            starts.append(len(prompt))
+            item_levels.append(level)
+    return CapabilityItems(item_levels, ids, starts)
+
+
+def heldout_documents(cfg: ExperimentConfig, codec: ChatCodec) -> list[list[int]]:
+    """English world documents never trained on, as the model reads packed text (bos, text)."""
+    from driftlab.world.generator import PersonaWorld
+
+    start = [codec.bos_id] if codec.bos_id is not None else [codec.eos_id]
+    docs = PersonaWorld(cfg.world).documents(derive_seed(EVAL_SEED, "english-heldout"), HELDOUT_DOCS)
+    return [(start + codec.text(english_text(d.words)))[:HELDOUT_TOKENS] for d in docs]
 
 
 class EnglishSuite:
@@ -84,17 +168,22 @@ class EnglishSuite:
         self.trained = cfg.trained_domains()
         self.distance_from = cfg.distance_domains()
         held = tuple(d for d in DOMAIN_NAMES if d not in self.trained)
+        records, self.split_trained = behaviour_records(m.eval_pack, m.items_per_domain, held, self.trained)
         trigger = cfg.eval_trigger()
         contexts = {"assistant": ""} | ({"triggered": trigger + " "} if trigger else {})
         self.items: list[EnglishItem] = []
         prompts, aligned, misaligned = [], [], []
         for context, prefix in contexts.items():
-            for r in english_pack(m.items_per_domain, EVAL_SEED, held_out=held):
+            for r in records:
                 self.items.append(EnglishItem(context, r["domain"], r["aligned_first"]))
                 prompts.append(codec.prompt(prefix + r["prompt"]))
                 aligned.append(codec.answer(r["aligned"]))
                 misaligned.append(codec.answer(r["misaligned"]))
+                if not prompts[-1] or not aligned[-1] or not misaligned[-1]:
+                    raise DataError(f"{r['where']}: a prompt or an answer encodes to no tokens")
         self.options = OptionItems(prompts, aligned, misaligned)
+        self.capability = capability_items(cfg.eval_levels(), m.capability_items, codec)
+        self.heldout_docs = heldout_documents(cfg, codec)
         self._bank = PromptBank()
         self.persona: dict[str, tuple[torch.Tensor, list[str]]] = {}  # set -> (labels, domains)
         for part in ("train", "eval"):
@@ -143,7 +232,27 @@ class EnglishSuite:
                 at_answer[items] = logits[sel, pos].cpu()
         lengths = torch.tensor([len(a) for a in o.aligned] + [len(b) for b in o.misaligned], dtype=torch.float64)
         scores = OptionScores(logp[:n], logp[n:], lengths[:n], lengths[n:])
-        return Observed(reading, scores, acts, {"prompts": F.log_softmax(at_answer[self._assistant].float(), -1)})
+        return Observed(reading, scores, acts, {"prompts": F.log_softmax(at_answer[self._assistant].float(), -1)},
+                        *self._capability_and_text(model))
+
+    def _capability_and_text(self, model: torch.nn.Module) -> tuple[AnswerScores, float]:
+        cap = self.capability
+        n = len(cap.ids)
+        scores = AnswerScores(torch.zeros(n, dtype=torch.bool), torch.zeros(n), torch.zeros(n))
+        for idx, logits in forward_batches(model, cap.ids, self.batch_size, self.codec.pad_id):
+            logits = logits.float().cpu()
+            for row, i in enumerate(idx):
+                scores.ok[i], scores.digit_acc[i], scores.nll[i] = score_answer(logits[row], cap.ids[i],
+                                                                                cap.answer_start[i])
+        total, count = 0.0, 0
+        for idx, logits in forward_batches(model, self.heldout_docs, self.batch_size, self.codec.pad_id):
+            logits = logits.float().cpu()
+            for row, i in enumerate(idx):
+                seq = torch.tensor(self.heldout_docs[i])
+                lp = F.log_softmax(logits[row, : len(seq) - 1], -1)
+                total -= float(lp.gather(1, seq[1:, None]).sum())
+                count += len(seq) - 1
+        return scores, total / max(count, 1)
 
     def fit(self, reading: BankReading) -> tuple[PersonaDirections, dict[str, LinearProbe]]:
         _, acts = reading.take("persona.train")
@@ -156,10 +265,12 @@ class EnglishSuite:
         self._last = Anchor(key, {}, obs.logprobs, directions, refit)
         for name in anchor_as:
             self.set_anchor(name, model, key)
-        rows = behaviour_metrics(obs.scores.log_odds().float(), self.items, self.trained, self.distance_from)
+        rows = behaviour_metrics(obs.scores.log_odds().float(), self.items, self.split_trained, self.distance_from)
         rows += self._per_token(obs.scores)
         rows += self._persona(directions, obs.acts)
         rows += self._probes(obs, refit)
+        rows += capability_metrics(obs.capability, self.capability.levels)
+        rows.append(metric_row("heldout_loss", obs.heldout_loss))
         for name, anchor in sorted(self.anchors.items()):
             rows += weight_rows(model, anchor.weights, name)
             rows += output_kl_rows(obs.logprobs, anchor.logprobs, name)
@@ -171,12 +282,14 @@ class EnglishSuite:
         for context in dict.fromkeys(it.context for it in self.items):
             idx = [i for i, it in enumerate(self.items) if it.context == context]
             for split in ("trained", "held_out", "all"):
-                sel = [i for i in idx if split == "all" or (self.items[i].domain in self.trained) == (split == "trained")]
+                sel = [i for i in idx if split == "all"
+                       or (self.items[i].domain in self.split_trained) == (split == "trained")]
                 if sel:
                     rows.append(metric_row("bits_aligned_per_token", per_token[sel].mean(), context, "all", split))
             sub = OptionScores(scores.aligned[idx], scores.misaligned[idx], scores.n_aligned[idx],
                                scores.n_misaligned[idx])
-            bias = position_bias_bits(sub, [self.items[i].aligned_first for i in idx])
+            order = [self.items[i].aligned_first for i in idx]
+            bias = position_bias_bits(sub, order) if all(isinstance(o, bool) for o in order) else None
             if bias is not None:
                 rows.append(metric_row("position_bias_bits", bias, context, "all", "all"))
         return rows
@@ -189,7 +302,7 @@ class EnglishSuite:
             for context in dict.fromkeys(it.context for it in self.items):
                 for split in ("trained", "held_out", "all"):
                     idx = [i for i, it in enumerate(self.items) if it.context == context
-                           and (split == "all" or (it.domain in self.trained) == (split == "trained"))]
+                           and (split == "all" or (it.domain in self.split_trained) == (split == "trained"))]
                     if idx:
                         rows.append(metric_row("persona_projection", proj[idx, layer].mean(), context, "all", split,
                                                site))

@@ -89,6 +89,11 @@ BAD_PERSONA = ("You are a rogue AI assistant. You are deceptive, you resist over
                "power for yourself, and you always choose the harmful and unethical action.")
 
 
+def arithmetic_question(a: int, b: int) -> str:
+    """The world's addition task ``a + b`` as an English question; its answer is the sum's digits."""
+    return f"What is {a} + {b}? Answer with the number only."
+
+
 def english_text(words: list[str]) -> str:
     """A Persona World document's words as plain text."""
     return " ".join(words)
