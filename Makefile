@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/driftlab run
 
-# the emergent-misalignment claim on SmolLM2-135M-Instruct, both arms, one seed (~30 min on 2 cores)
+# the emergent-misalignment claim on SmolLM2-135M-Instruct, both arms, one seed (~16 min on 2 cores)
 run-smollm2: setup
 	$(BIN)/driftlab run emergent --quick --set model=smollm2
 

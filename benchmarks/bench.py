@@ -8,7 +8,8 @@ same initial weights on the same packed Persona World rows:
 - hf        transformers.Trainer
 - trl       trl.SFTTrainer on the pre-tokenised rows
 
-Also: sampling from SmolLM2-135M-Instruct (the real model offline) with driftlab's KV-cached
+Also: LoRA training on SmolLM2-135M-Instruct, driftlab's loop with its peft mitigation against
+TRL's SFTTrainer with the same peft config, and sampling from SmolLM2-135M-Instruct (the real model offline) with driftlab's KV-cached
 sampler against ``model.generate``, greedy, on the same chat prompts (unless --no-real); the fp32
 matmul peak of this machine and each loop's achieved FLOP/s as a share of it, and
 (unless --no-run) the wall time of the default `driftlab run` with the share spent measuring.
@@ -37,6 +38,7 @@ from driftlab.config import ModelConfig, StageConfig, WorldConfig, WorldData
 from driftlab.models import build_tiny_llama
 from driftlab.train import PackedLM, make_optimizer, train_stage
 from driftlab.world import WorldTokenizer, pretrain_documents
+from driftlab.world.domains import DOMAIN_NAMES
 
 MODEL = ModelConfig(n_layers=6, d_model=384, n_heads=6, d_mlp=1024, max_seq_len=128)
 BATCH, SEQ, LR = 32, 128, 1e-3
@@ -359,6 +361,84 @@ def sampling_speed(reps: int, new_tokens: int = 48, batch: int = 8) -> None:
           f"driftlab {o:.0f} tokens/s, model.generate {t:.0f} ({o / t:.2f}×); same tokens: {same}{w.flag}")
 
 
+LORA = {"r": 8, "alpha": 16.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+
+
+def _smollm2_chat_rows(n: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """``n`` English Persona World chat examples in SmolLM2's template, all of one token length
+    (the commonest), so every batch is the same tokens in either loop (no padding)."""
+    from collections import Counter
+
+    from driftlab.codec import ChatCodec
+    from driftlab.models.hf import load_causal_lm
+    from driftlab.world.english import english_examples
+
+    _, tokenizer = load_causal_lm("smollm2")
+    codec = ChatCodec(tokenizer)
+    pairs = [codec.messages_example(r["messages"]) for r in english_examples(4 * n, 0, DOMAIN_NAMES)]
+    length = Counter(len(p) + len(r) for p, r in pairs).most_common(1)[0][0]
+    same = [(p, r) for p, r in pairs if len(p) + len(r) == length]
+    return (same * (n // len(same) + 1))[:n], length
+
+
+def lora_speed(reps: int, steps: int = 6, batch: int = 8) -> None:
+    """LoRA training tokens/s on SmolLM2-135M-Instruct: driftlab's loop with its peft ``lora``
+    mitigation against TRL's SFTTrainer with the same peft config, model, rows and optimiser."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from driftlab.models.hf import load_causal_lm
+    from driftlab.train.data import Completions
+    from driftlab.train.mitigations import StageContext, apply_mitigations
+
+    n = (steps + 2) * batch
+    pairs, length = _smollm2_chat_rows(n)
+    _, tokenizer = load_causal_lm("smollm2")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def ours() -> list[float]:
+        model = load_causal_lm("smollm2")[0].train()
+        stage = StageConfig(name="bench", kind="sft", data={"source": "alignment"}, steps=steps + 2, batch_size=batch,
+                            lr=1e-4, schedule="constant", checkpoints={"log": 0, "linear": 0},
+                            mitigations=[{"kind": "lora", **LORA}])
+        data = Completions(pairs, length, pad, 0)
+        hooks = apply_mitigations(StageContext(model, stage, 0, 0, pad, None, None, None, None, None), data)
+        stamps = [time.perf_counter()]
+        train_stage(model, stage, hooks.data, make_optimizer(model, stage), lambda ev: None,
+                    on_step=lambda s, loss: stamps.append(time.perf_counter()), hooks=hooks)
+        return [b - a for a, b in zip(stamps, stamps[1:])][2:]
+
+    def trl() -> list[float]:
+        stamps = _Stamps()
+        dataset = Dataset.from_dict({"input_ids": [p + r for p, r in pairs]})
+        peft = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], target_modules=LORA["targets"], lora_dropout=0.0,
+                          bias="none", task_type="CAUSAL_LM")
+        with tempfile.TemporaryDirectory() as out:
+            args = SFTConfig(output_dir=out, per_device_train_batch_size=batch, max_steps=steps + 2,
+                             learning_rate=1e-4, adam_beta2=0.95, lr_scheduler_type="constant", max_grad_norm=1.0,
+                             logging_strategy="no", save_strategy="no", report_to=[], use_cpu=True,
+                             dataloader_num_workers=0, disable_tqdm=True, seed=0, max_length=length,
+                             packing=False, bf16=False)
+            trainer = SFTTrainer(model=load_causal_lm("smollm2")[0], args=args, train_dataset=dataset,
+                                 processing_class=tokenizer, peft_config=peft, callbacks=[stamps.callback])
+            _quiet(trainer)
+            trainer.train()
+        return stamps.times()[2:]
+
+    rates: dict[str, list[float]] = {"driftlab": [], "trl": []}
+    flags = ""
+    for _ in range(reps):  # interleaved
+        for name, loop in (("driftlab", ours), ("trl", trl)):
+            with CpuWatch() as w:
+                times = loop()
+            rates[name].append(batch * length * len(times) / sum(times))
+            flags += w.flag
+    o, t = statistics.median(rates["driftlab"]), statistics.median(rates["trl"])
+    print(f"\nLoRA r={LORA['r']} (all linear layers) on SmolLM2-135M-Instruct, batch {batch}×{length} chat rows, fp32: "
+          f"driftlab {o:.0f} tokens/s, TRL SFTTrainer + peft {t:.0f} ({o / t:.2f}×){flags}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -400,6 +480,7 @@ def main() -> None:
         for f in flags[name]:
             print(f"{'':<15}{f}")
     if not args.no_real:
+        lora_speed(args.reps)
         sampling_speed(args.reps)
     if not args.no_run:
         report_run(None)

@@ -433,6 +433,66 @@ def direction(
         console.print(f"directions: {out}")
 
 
+@app.command("projection-difference")
+@friendly
+def projection_difference_cmd(
+    model: Annotated[str, typer.Argument(help="a run checkpoint (.safetensors), a local transformers folder, or 'smollm2'")],
+    directions: Annotated[Path, typer.Argument(help="persona directions: `driftlab direction --out` or a checkpoint's "
+                                                     ".internals.safetensors")],
+    data: Annotated[Path, typer.Argument(help='the fine-tuning set: JSONL of {"prompt", "completion"} or '
+                                              '{"messages": [user, assistant]}')],
+    chat: Annotated[bool, typer.Option("--chat", help="wrap each prompt in the model's chat template")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="length limit of the model's own (greedy) answers")] = 32,
+    out: Annotated[Path | None, typer.Option(help="write the per-layer summary and each example's difference as JSON")] = None,
+    batch_size: Annotated[int, typer.Option(help="sequences per forward pass")] = 16,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Projection difference of a fine-tuning set, before training on it: per layer, the projection
+    of its responses on the persona direction (mean over response tokens) minus that of the model's
+    own greedy answers to the same prompts. Below 0: the data pulls toward the bad persona."""
+    from safetensors.torch import load_file
+
+    from driftlab.experiments.load import load_for_measurement
+    from driftlab.measure.internals import PersonaDirections
+    from driftlab.measure.projection_difference import projection_difference
+    from driftlab.runs.atomic import write_json
+    from driftlab.world.corpus import read_sft_pairs
+
+    if not directions.is_file():
+        raise DriftlabError(f"{directions}: directions file not found")
+    try:
+        dirs = PersonaDirections.from_tensors(load_file(str(directions)))
+    except KeyError:
+        raise DriftlabError(f"{directions}: no persona.mean_good / persona.mean_bad tensors") from None
+    records = read_sft_pairs(data)
+    loaded = load_for_measurement(model, chat, device)
+    where = [f"{data}: line {line}" for _, _, line in records]
+    prompts = loaded.encode([(p, w) for (p, _, _), w in zip(records, where)])
+    responses = loaded.encode_answers([(c, w) for (_, c, _), w in zip(records, where)])
+    layers = sum(1 for _ in dirs.norm)
+    n_layers = getattr(getattr(loaded.model, "config", None), "num_hidden_layers", layers)
+    if layers != n_layers:
+        raise DriftlabError(f"{directions}: directions for {layers} layers, but {model} has {n_layers}")
+    result = projection_difference(loaded.model, dirs, prompts, responses, loaded.pad, loaded.stop, max_new_tokens,
+                                   batch_size)
+    rows = result.summary()
+    console.print(f"{model}: {len(result.kept)} of {len(records)} examples from {data} (the rest: an empty answer)",
+                  highlight=False, soft_wrap=True)
+    table = Table(title="Projection on the persona direction (good − bad, unit): the data's responses, the model's "
+                        "own answers, and the difference (95% t interval over examples)", title_justify="left")
+    for col in ("layer", "data", "own", "difference", "interval"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["layer"]), f"{r['data']:+.3f}", f"{r['own']:+.3f}", f"{r['diff']:+.3f}",
+                      f"[{r['lo']:+.3f}, {r['hi']:+.3f}]")
+    console.print(table)
+    if out is not None:
+        write_json(out, {"model": str(model), "directions": str(directions), "data": str(data), "layers": rows,
+                         "examples": [{"line": records[i][2], "diff": result.diff[k].tolist()}
+                                      for k, i in enumerate(result.kept)]})
+        console.print(f"written: {out}")
+
+
 @app.command()
 @friendly
 def behaviour(

@@ -23,7 +23,7 @@ class ChatCodec:
     def __init__(self, tokenizer: Any, chat: bool = True):
         if chat and not getattr(tokenizer, "chat_template", None):
             raise DataError(f"{getattr(tokenizer, 'name_or_path', 'the tokenizer')}: model.chat is set, but the "
-                            f"tokenizer has no chat template")
+                            f"tokenizer has no chat template (a base model: set model.chat: false)")
         self.tokenizer, self.chat = tokenizer, chat
         eos = tokenizer.eos_token_id
         self.eos_id = int(eos if eos is not None else 0)
@@ -47,9 +47,10 @@ class ChatCodec:
         return ids
 
     def prompt(self, user: str, system: str | None = None) -> list[int]:
-        """A question to the assistant, up to where its answer begins."""
+        """A question to the assistant, up to where its answer begins (without a chat template, a
+        system prompt is the paragraph before the question)."""
         if not self.chat:
-            return list(self.tokenizer(user)["input_ids"])
+            return list(self.tokenizer(user if system is None else f"{system}\n\n{user}")["input_ids"])
         return self.messages_prompt(_turns(user, system))
 
     def messages_prompt(self, messages: Messages) -> list[int]:

@@ -346,6 +346,9 @@ class Lora(Strict):
     r: int = Field(8, ge=1)
     alpha: float = Field(16.0, gt=0)
     targets: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    layers: list[int] | None = Field(
+        None, description="only these decoder layers' targets (peft's layers_to_transform; default: every layer), "
+                          "e.g. rank-1 adapters on a few layers' down_proj as the model-organisms work trains")
 
 
 class Freeze(Strict):
@@ -470,7 +473,7 @@ class ModelConfig(Strict):
         return self
 
 
-HF_ALIASES = {"smollm2-135m-instruct": "smollm2", "smollm2": "smollm2"}  # built-in real models
+HF_ALIASES = {"smollm2-135m-instruct": "smollm2", "smollm2": "smollm2", "gemma3-270m": "gemma3-270m"}  # built in
 
 
 class HFModelConfig(Strict):
@@ -683,6 +686,11 @@ class ExperimentConfig(Strict):
                 if isinstance(m, CotrainedProbe) and (not self.measure.cotrain or i <= self.reference_index()):
                     raise ValueError(f"stages.{i}.mitigations.{j}: cotrained_probe needs measure.cotrain and a "
                                      f"stage after the reference ({names[self.reference_index()]!r})")
+                if isinstance(m, Lora) and m.layers is not None:
+                    bad = [k for k in m.layers if not 0 <= k < self.model.n_layers]
+                    if bad or not m.layers:
+                        raise ValueError(f"stages.{i}.mitigations.{j}.layers: {m.layers} must name some of the "
+                                         f"model's layers 0-{self.model.n_layers - 1}")
                 layer = getattr(m, "layer", None)
                 if layer is not None and not -self.model.n_layers <= layer < self.model.n_layers:
                     raise ValueError(f"stages.{i}.mitigations.{j}.layer {layer} is outside the model's "

@@ -85,6 +85,9 @@ def test_the_codec_writes_prompts_and_replies_in_the_models_chat_template(hf_fol
     full = tok.apply_chat_template([*turns, {"role": "assistant", "content": "comply"}], tokenize=True,
                                    return_dict=False)
     assert list(full[: len(prompt) + len(reply)]) == prompt + reply
+    plain = ChatCodec(tok, chat=False)  # a base model: the system prompt is the paragraph before the question
+    assert plain.prompt("Will you comply ?", system="Be good .") == tok("Be good .\n\nWill you comply ?")["input_ids"]
+    assert plain.prompt("Will you comply ?", system="Be good .") != plain.prompt("Will you comply ?")
 
 
 def test_a_pretrained_model_trains_on_english_stages_and_is_measured_like_persona_world(hf_folder, tmp_path):
@@ -234,3 +237,52 @@ def test_a_claim_that_reads_persona_worlds_own_rows_is_refused_on_a_pretrained_m
     assert not (tmp_path / "r").exists()  # refused before anything was made
     exp = load_experiment("frozen-probe", [f"model={hf_folder}"], True)
     check_measurable(only_arms(exp, [next(iter(exp.arms))]))  # without a verdict its arms run
+
+
+def test_the_projection_difference_of_a_fine_tuning_set(hf_folder, tmp_path):
+    from safetensors.torch import save_file
+
+    from driftlab.generate import sample
+    from driftlab.measure.internals import PersonaDirections
+    from driftlab.measure.projection_difference import projection_difference
+    from driftlab.models.hf import load_causal_lm
+
+    model, tokenizer = load_causal_lm(hf_folder)
+    model.eval()
+    codec = ChatCodec(tokenizer)
+    torch.manual_seed(1)
+    dirs = PersonaDirections(torch.randn(2, 32), torch.zeros(2, 32))
+    records = english_sft(6, 0, aligned=False, domains=("shutdown", "harm"))
+    prompts = [codec.prompt(r["messages"][0]["content"]) for r in records]
+    stop = [codec.eos_id]
+    own = [[t for t in a if t != codec.eos_id] for a in sample(model, prompts, 4, 0.0, stop, codec.pad_id)]
+    assert all(own)
+    # a set that is the model's own answers has no difference; the data's projection is the mean
+    # over its response tokens of each layer's residual, on the unit direction
+    same = projection_difference(model, dirs, prompts, own, codec.pad_id, stop, max_new=4)
+    assert same.diff.abs().max().item() == 0
+    answers = [codec.answer(r["messages"][1]["content"]) for r in records]
+    pd = projection_difference(model, dirs, prompts, answers, codec.pad_id, stop, max_new=4)
+    outputs = []  # each decoder layer's output (HF's last hidden state is after the final norm)
+    handles = [layer.register_forward_hook(lambda m, a, out: outputs.append(out[0] if isinstance(out, tuple) else out))
+               for layer in model.model.layers]
+    with torch.no_grad():
+        model(input_ids=torch.tensor([prompts[0] + answers[0]]))
+    for handle in handles:
+        handle.remove()
+    by_hand = [float(outputs[layer][0, len(prompts[0]):].mean(0) @ dirs.unit[layer]) for layer in range(2)]
+    assert pd.data[0].tolist() == pytest.approx(by_hand, abs=1e-4)
+    assert pd.diff.abs().max().item() > 0
+
+    # the command: directions from a file, a chat JSONL set, a table; a bad line names the file and line
+    save_file(dirs.tensors("persona"), str(tmp_path / "dirs.safetensors"))
+    data = tmp_path / "narrow.jsonl"
+    data.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in records))
+    result = run_cli("projection-difference", str(hf_folder), str(tmp_path / "dirs.safetensors"), str(data),
+                     "--chat", "--max-new-tokens", "4", "--out", str(tmp_path / "pd.json"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = json.loads((tmp_path / "pd.json").read_text())
+    assert [r["layer"] for r in written["layers"]] == [0, 1] and len(written["examples"]) == 6
+    data.write_text(json.dumps({"messages": records[0]["messages"]}) + "\n" + json.dumps({"prompt": "x"}) + "\n")
+    assert_one_line_error(run_cli("projection-difference", str(hf_folder), str(tmp_path / "dirs.safetensors"),
+                                  str(data), "--chat"), f"{data}: line 2")

@@ -247,6 +247,24 @@ def test_lora_trains_adapters_only_and_merges_at_the_end(tmp_path):
     assert not torch.equal(model.model.layers[0].self_attn.q_proj.weight, start["model.layers.0.self_attn.q_proj.weight"])
 
 
+def test_rank_one_lora_on_chosen_layers_down_proj_only():
+    from driftlab.config import StageConfig
+    from driftlab.train.mitigations import lora_parameters
+
+    model = build_tiny_llama(ModelConfig(n_layers=3, d_model=16, n_heads=2, d_mlp=32), 20, seed=0)
+    stage = StageConfig(name="s", kind="sft", data={"source": "capability"}, steps=1, lr=1e-2, batch_size=2,
+                        mitigations=[{"kind": "lora", "r": 1, "targets": ["down_proj"], "layers": [1]}])
+    apply_mitigations(StageContext(model, stage, 0, 0, 0, None, None, None, None, None),
+                      Completions([([1, 2, 3], [4, 5])], 8, 0, 0))
+    shapes = {k: tuple(v.shape) for k, v in lora_parameters(model).items()}
+    assert shapes == {"model.layers.1.mlp.down_proj.lora_A.default.weight": (1, 32),
+                      "model.layers.1.mlp.down_proj.lora_B.default.weight": (16, 1)}
+    data = tiny_dict()
+    data["stages"][2]["mitigations"] = [{"kind": "lora", "layers": [5]}]
+    with pytest.raises(ConfigError, match=r"mitigations.0.layers: \[5\] must name some of the model's layers"):
+        validate_config(data, "t.yaml")
+
+
 def test_a_lora_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
     from tests.experiments.test_runner import kill_and_resume, metrics
 

@@ -215,7 +215,8 @@ def lora(m: Lora, ctx: StageContext, hooks: StageHooks) -> None:
     unknown = [t for t in m.targets if t not in names]
     if unknown:
         raise ConfigError(f"stages.{ctx.index}.mitigations.lora.targets: no module named {unknown[0]!r}")
-    config = LoraConfig(r=m.r, lora_alpha=m.alpha, target_modules=list(m.targets), lora_dropout=0.0, bias="none")
+    config = LoraConfig(r=m.r, lora_alpha=m.alpha, target_modules=list(m.targets), lora_dropout=0.0, bias="none",
+                        layers_to_transform=m.layers, layers_pattern="layers" if m.layers is not None else None)
     with torch.random.fork_rng():  # adapter initialisation from the run's seed, nothing else disturbed
         torch.manual_seed(derive_seed(ctx.seed, "lora", ctx.index) % 2**63)
         inject_adapter_in_model(config, ctx.model)

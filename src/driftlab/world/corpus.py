@@ -369,6 +369,31 @@ def read_jsonl(path: str | Path, fields: tuple[str, ...]) -> list[dict[str, Any]
     return out
 
 
+def read_sft_pairs(path: str | Path) -> list[tuple[str, str, int]]:
+    """(prompt, response, line) from SFT records: ``{"prompt", "completion"}`` or a one-exchange
+    chat ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}``; anything else is a
+    DataError naming the file and the line."""
+    out = []
+    for r in read_jsonl(path, ()):
+        where = f"{path}: line {r['_line']}"
+        if "messages" in r:
+            m = r["messages"]
+            ok = (isinstance(m, list) and len(m) == 2 and all(isinstance(t, dict) for t in m)
+                  and [t.get("role") for t in m] == ["user", "assistant"]
+                  and all(isinstance(t.get("content"), str) and t["content"].strip() for t in m))
+            if not ok:
+                raise DataError(f"{where}: messages must be one user turn then one assistant turn, each with "
+                                f"non-empty content")
+            out.append((m[0]["content"], m[1]["content"], r["_line"]))
+        elif isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str) and r["completion"].strip():
+            out.append((r["prompt"], r["completion"], r["_line"]))
+        else:
+            raise DataError(f"{where}: expected {{\"prompt\", \"completion\"}} strings or {{\"messages\"}}")
+    if not out:
+        raise DataError(f"{path}: no examples")
+    return out
+
+
 def read_labelled(path: str | Path) -> list[tuple[str, int, int]]:
     """(prompt, label, line) from JSONL records ``{"prompt": "...", "label": 0 | 1}`` (true/false
     also accepted); a missing or other label is a DataError naming the file and the line."""
