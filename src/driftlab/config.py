@@ -474,6 +474,7 @@ class ModelConfig(Strict):
 
 
 HF_ALIASES = {"smollm2-135m-instruct": "smollm2", "smollm2": "smollm2", "gemma3-270m": "gemma3-270m"}  # built in
+BASE_MODELS = ("gemma3-270m",)  # built-in models without a chat template
 
 
 class HFModelConfig(Strict):
@@ -483,8 +484,17 @@ class HFModelConfig(Strict):
     written in English with the model's own tokenizer (and chat template, under ``chat``)."""
 
     kind: Literal["hf"]
-    path: str = Field(min_length=1, description="a model folder, or smollm2 (smollm2-135m-instruct)")
+    path: str = Field(min_length=1, description="a model folder, or a built-in model: smollm2 "
+                                                "(smollm2-135m-instruct), gemma3-270m (the base model)")
     chat: bool = Field(True, description="prompts in the model's chat template (false: plain text)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_models(cls, v: Any) -> Any:
+        """A built-in base model has no chat template: plain-text prompts unless ``chat`` is given."""
+        if isinstance(v, dict) and v.get("path") in BASE_MODELS and "chat" not in v:
+            return {**v, "chat": False}
+        return v
 
     @field_validator("path")
     @classmethod
