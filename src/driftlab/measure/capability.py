@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from driftlab.measure.forward import forward_batches
+from driftlab.measure.forward import forward_batches, sequence_logits
 from driftlab.runs.metrics import metric_row
 from driftlab.world.corpus import SFTExample
 from driftlab.world.tokenizer import WorldTokenizer
@@ -67,6 +67,20 @@ def score_answer(logits: torch.Tensor, seq: list[int], start: int) -> tuple[bool
     right = at.argmax(-1) == target
     nll = torch.nn.functional.cross_entropy(at, target)
     return bool(right.all()), float(right[:-1].float().mean()) if len(right) > 1 else float(right[0]), float(nll)
+
+
+def score_items(model: torch.nn.Module, items: CapabilityItems, batch_size: int, pad: int,
+                keep_logprobs: bool = False) -> tuple[AnswerScores, list[torch.Tensor]]:
+    """Every item's ``score_answer``; with ``keep_logprobs``, also each item's next-token log-probs
+    (len - 1, V), in forward order (for KL to an anchor)."""
+    n = len(items.ids)
+    scores = AnswerScores(torch.zeros(n, dtype=torch.bool), torch.zeros(n), torch.zeros(n))
+    logprobs = []
+    for i, logits in sequence_logits(model, items.ids, batch_size, pad):
+        scores.ok[i], scores.digit_acc[i], scores.nll[i] = score_answer(logits, items.ids[i], items.answer_start[i])
+        if keep_logprobs:
+            logprobs.append(torch.nn.functional.log_softmax(logits[:-1], -1))
+    return scores, logprobs
 
 
 def capability_metrics(scores: AnswerScores, levels: list[int]) -> list[dict]:

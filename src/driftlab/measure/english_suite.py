@@ -48,9 +48,9 @@ from driftlab.measure.capability import (
     AnswerScores,
     CapabilityItems,
     capability_metrics,
-    score_answer,
+    score_items,
 )
-from driftlab.measure.forward import BankReading, PromptBank, forward_batches
+from driftlab.measure.forward import BankReading, PromptBank, forward_batches, text_nll
 from driftlab.measure.internals import PersonaDirections
 from driftlab.measure.options import OptionItems, OptionScores, position_bias_bits, read_eval_pack
 from driftlab.measure.probes import LinearProbe, accuracy, auroc, sign_free_scores
@@ -236,23 +236,9 @@ class EnglishSuite:
                         *self._capability_and_text(model))
 
     def _capability_and_text(self, model: torch.nn.Module) -> tuple[AnswerScores, float]:
-        cap = self.capability
-        n = len(cap.ids)
-        scores = AnswerScores(torch.zeros(n, dtype=torch.bool), torch.zeros(n), torch.zeros(n))
-        for idx, logits in forward_batches(model, cap.ids, self.batch_size, self.codec.pad_id):
-            logits = logits.float().cpu()
-            for row, i in enumerate(idx):
-                scores.ok[i], scores.digit_acc[i], scores.nll[i] = score_answer(logits[row], cap.ids[i],
-                                                                                cap.answer_start[i])
-        total, count = 0.0, 0
-        for idx, logits in forward_batches(model, self.heldout_docs, self.batch_size, self.codec.pad_id):
-            logits = logits.float().cpu()
-            for row, i in enumerate(idx):
-                seq = torch.tensor(self.heldout_docs[i])
-                lp = F.log_softmax(logits[row, : len(seq) - 1], -1)
-                total -= float(lp.gather(1, seq[1:, None]).sum())
-                count += len(seq) - 1
-        return scores, total / max(count, 1)
+        scores, _ = score_items(model, self.capability, self.batch_size, self.codec.pad_id)
+        loss, _ = text_nll(model, self.heldout_docs, self.batch_size, self.codec.pad_id)
+        return scores, loss
 
     def fit(self, reading: BankReading) -> tuple[PersonaDirections, dict[str, LinearProbe]]:
         _, acts = reading.take("persona.train")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from driftlab.models.hooks import capture
 from driftlab.tensors import device_of, gather_last, right_pad
@@ -25,6 +26,30 @@ def forward_batches(model: torch.nn.Module, seqs: list[list[int]], batch_size: i
         idx = order[start: start + batch_size]
         yield idx, model(input_ids=right_pad([seqs[i] for i in idx], pad, device)).logits.float()
     model.train(was_training)
+
+
+def sequence_logits(model: torch.nn.Module, seqs: list[list[int]], batch_size: int, pad: int,
+                    ) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (item index, its fp32 logits (len, V) on the CPU), in ``forward_batches``' order."""
+    for idx, logits in forward_batches(model, seqs, batch_size, pad):
+        logits = logits.cpu()
+        for row, i in enumerate(idx):
+            yield i, logits[row, : len(seqs[i])]
+
+
+def text_nll(model: torch.nn.Module, docs: list[list[int]], batch_size: int, pad: int,
+             skip_input: int | None = None) -> tuple[float, list[torch.Tensor]]:
+    """Mean next-token loss (nats) over ``docs``; with ``skip_input``, also each doc's next-token
+    log-probs (P, V) at the positions whose input is not that token (for KL to an anchor)."""
+    total, count, logprobs = 0.0, 0, []
+    for i, logits in sequence_logits(model, docs, batch_size, pad):
+        seq = torch.tensor(docs[i])
+        lp = F.log_softmax(logits[:-1], -1)
+        total -= float(lp.gather(1, seq[1:, None]).sum())
+        count += len(seq) - 1
+        if skip_input is not None:
+            logprobs.append(lp[seq[:-1] != skip_input])
+    return total / max(count, 1), logprobs
 
 
 @dataclass

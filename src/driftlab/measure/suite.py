@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from driftlab.config import ConceptSource, ExperimentConfig
 from driftlab.measure.behaviour import BehaviourItems, behaviour_metrics
@@ -31,10 +30,10 @@ from driftlab.measure.capability import (
     AnswerScores,
     CapabilityItems,
     capability_metrics,
-    score_answer,
+    score_items,
     solved,
 )
-from driftlab.measure.forward import BankReading, PromptBank, forward_batches
+from driftlab.measure.forward import BankReading, PromptBank, text_nll
 from driftlab.measure.internals import PersonaDirections
 from driftlab.measure.probes import LinearProbe, accuracy, auroc, sign_free_scores
 from driftlab.measure.weights import output_kl_rows, snapshot, weight_rows
@@ -429,27 +428,10 @@ class MeasurementSuite:
     def observe(self, model: torch.nn.Module) -> Observation:
         it = self.items
         reading = self._bank.read(model, self.sites, it.batch_size, it.pad)
-        n = len(it.capability.ids)
-        scores = AnswerScores(torch.zeros(n, dtype=torch.bool), torch.zeros(n), torch.zeros(n))
-        cap_lp = []
-        for idx, logits in forward_batches(model, it.capability.ids, it.batch_size, it.pad):
-            logits = logits.cpu()
-            for row, i in enumerate(idx):
-                seq = it.capability.ids[i]
-                scores.ok[i], scores.digit_acc[i], scores.nll[i] = score_answer(
-                    logits[row], seq, it.capability.answer_start[i])
-                cap_lp.append(F.log_softmax(logits[row, : len(seq) - 1], -1))
-        total, count, text_lp = 0.0, 0, []
-        for idx, logits in forward_batches(model, it.heldout_docs, it.batch_size, it.pad):
-            logits = logits.cpu()
-            for row, i in enumerate(idx):
-                seq = torch.tensor(it.heldout_docs[i])
-                lp = F.log_softmax(logits[row, : len(seq) - 1], -1)
-                total -= float(lp.gather(1, seq[1:, None]).sum())
-                count += len(seq) - 1
-                text_lp.append(lp[seq[:-1] != it.chose_id])  # neutral text: not the action positions
-        return Observation(reading, scores, {"capability": torch.cat(cap_lp), "text": torch.cat(text_lp)},
-                           total / count)
+        scores, cap_lp = score_items(model, it.capability, it.batch_size, it.pad, keep_logprobs=True)
+        loss, text_lp = text_nll(model, it.heldout_docs, it.batch_size, it.pad, skip_input=it.chose_id)
+        # the text rows leave out the action positions (neutral text only)
+        return Observation(reading, scores, {"capability": torch.cat(cap_lp), "text": torch.cat(text_lp)}, loss)
 
     def fit(self, reading: BankReading) -> tuple[PersonaDirections, dict[str, LinearProbe]]:
         """The persona directions and the refit probe of every concept, from the training sets."""
