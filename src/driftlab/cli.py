@@ -382,45 +382,78 @@ def world_write(
 @friendly
 def direction(
     model: Annotated[str, typer.Argument(help="a run checkpoint (.safetensors), a local transformers folder, or 'smollm2'")],
-    data: Annotated[Path, typer.Argument(help='JSONL of {"prompt": ..., "label": 1 (good persona) | 0 (bad)}')],
+    data: Annotated[Path, typer.Argument(help='JSONL of {"prompt": ..., "label": 1 (good persona) | 0 (bad)}, each '
+                                              'with an optional "system" prompt and "response"')],
     eval_: Annotated[Path | None, typer.Option("--eval", help="held-out JSONL (default: every 4th item of each label)")] = None,
+    read: Annotated[str, typer.Option(help="where activations are read: 'last' (the last prompt token) or "
+                                           "'response' (the mean over the response's tokens)")] = "last",
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="--read response: length limit of the model's own "
+                                                            "greedy answer where an item has no response")] = 32,
     out: Annotated[Path | None, typer.Option(help="write the directions (per layer) to this .safetensors file")] = None,
     chat: Annotated[bool, typer.Option("--chat", help="wrap each prompt in the model's chat template")] = False,
     batch_size: Annotated[int, typer.Option(help="prompts per forward pass")] = 16,
     device: DeviceOpt = "auto",
 ) -> None:
     """Persona direction of any model from labelled prompts: per layer, the difference of mean
-    last-token activations (label 1 minus label 0), and how well it separates held-out prompts."""
+    activations (label 1 minus label 0) at the last prompt token, or — as the persona-vectors
+    recipe does, good and bad persona as system prompts — averaged over each response's tokens (the
+    item's own, or the model's greedy answer), and how well it separates held-out items."""
     import torch
 
     from driftlab.experiments.load import load_for_measurement
+    from driftlab.generate import sample
     from driftlab.measure.internals import direction_report, last_token_activations
+    from driftlab.measure.projection_difference import response_means
     from driftlab.runs.checkpoint import save_tensors
     from driftlab.world.corpus import read_labelled
 
+    if read not in ("last", "response"):
+        raise DriftlabError(f"--read {read}: choose 'last' or 'response'")
     train = read_labelled(data)
     if eval_ is not None:
         held = read_labelled(eval_)
         held_from = eval_
     else:
         rank = {}  # every 4th item of each label is held out
-        for i, (_, y, _) in enumerate(train):
-            rank[i] = sum(1 for _, z, _ in train[:i] if z == y)
+        for i, r in enumerate(train):
+            rank[i] = sum(1 for x in train[:i] if x.label == r.label)
         train, held = ([r for i, r in enumerate(train) if rank[i] % 4 != 3],
                        [r for i, r in enumerate(train) if rank[i] % 4 == 3])
         held_from = data
-        if len({y for _, y, _ in train}) < 2 or len({y for _, y, _ in held}) < 2:
+        if len({r.label for r in train}) < 2 or len({r.label for r in held}) < 2:
             raise DriftlabError(f"{data}: too few items of each label to hold every 4th out; pass --eval")
     loaded = load_for_measurement(model, chat, device)
-    net, encode, pad = loaded.model, loaded.encode, loaded.pad
+    net, pad = loaded.model, loaded.pad
+    generated = 0
 
     def acts(records, path):
-        seqs = encode([(p, f"{path}: line {line}") for p, _, line in records])
-        return last_token_activations(net, seqs, pad, batch_size), torch.tensor([float(y) for _, y, _ in records])
+        nonlocal generated
+        where = [f"{path}: line {r.line}" for r in records]
+        prompts = loaded.encode_system([(r.prompt, r.system, w) for r, w in zip(records, where)])
+        labels = torch.tensor([float(r.label) for r in records])
+        if read == "last":
+            return last_token_activations(net, prompts, pad, batch_size), labels
+        given = [i for i, r in enumerate(records) if r.response is not None]
+        responses = [[] for _ in records]
+        for i, ids in zip(given, loaded.encode_answers([(records[i].response, where[i]) for i in given])):
+            responses[i] = ids
+        own = [i for i, r in enumerate(records) if r.response is None]
+        for i, ids in zip(own, sample(net, [prompts[i] for i in own], max_new_tokens, 0.0, loaded.stop, pad,
+                                      batch_size=batch_size)):
+            responses[i] = [t for t in ids if t not in loaded.stop]
+        generated += len(own)
+        for i in range(len(records)):
+            if not responses[i]:
+                raise DriftlabError(f"{where[i]}: the response is empty (the model's answer was its stop token "
+                                    f"at once): nothing to read over; give the item a response")
+        return response_means(net, prompts, responses, pad, batch_size), labels
 
     (x, y), (xh, yh) = acts(train, data), acts(held, held_from)
     directions, rows = direction_report(x, y, xh, yh)
-    console.print(f"{model}: {len(train)} prompts to fit, {len(held)} held out", highlight=False, soft_wrap=True)
+    how = "at the last prompt token" if read == "last" else (
+        f"over response tokens ({generated} of the model's own greedy answers, up to {max_new_tokens} tokens)")
+    console.print(f"{model}: {len(train)} prompts to fit, {len(held)} held out; read {how}", highlight=False,
+                  soft_wrap=True)
     table = Table(title="Persona direction per layer (AUROCs on the held-out prompts)", title_justify="left")
     for col in ("layer", "|good - bad|", "projection AUROC", "probe AUROC", "shuffled", "random dir."):
         table.add_column(col, justify="right")
@@ -429,7 +462,8 @@ def direction(
                       f"{r['shuffled_auroc']:.3f}", f"{r['random_auroc']:.3f}")
     console.print(table)
     if out is not None:
-        save_tensors(out, directions.tensors("persona"), {"model": str(model), "data": str(data), "chat": str(chat)})
+        save_tensors(out, directions.tensors("persona"), {"model": str(model), "data": str(data), "chat": str(chat),
+                                                          "read": read})
         console.print(f"directions: {out}")
 
 

@@ -70,6 +70,10 @@ def test_direction_bad_inputs(checkpoint, tmp_path):
     assert_one_line_error(run_cli("direction", str(checkpoint), str(bad), "--eval", str(bad)),
                           f"{bad}: line 2: unknown word 'zebra'")
     assert_one_line_error(run_cli("direction", str(checkpoint), str(data), "--chat"), "chat template")
+    system = tmp_path / "system.jsonl"
+    system.write_text("".join(json.dumps(json.loads(line) | {"system": "be good"}) + "\n"
+                              for line in data.read_text().splitlines()))
+    assert_one_line_error(run_cli("direction", str(checkpoint), str(system)), "a Persona World model")
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text("{}")

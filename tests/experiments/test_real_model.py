@@ -286,3 +286,37 @@ def test_the_projection_difference_of_a_fine_tuning_set(hf_folder, tmp_path):
     data.write_text(json.dumps({"messages": records[0]["messages"]}) + "\n" + json.dumps({"prompt": "x"}) + "\n")
     assert_one_line_error(run_cli("projection-difference", str(hf_folder), str(tmp_path / "dirs.safetensors"),
                                   str(data), "--chat"), f"{data}: line 2")
+
+
+def test_a_persona_direction_read_over_response_tokens_under_system_prompts(hf_folder, tmp_path):
+    """The persona-vectors recipe: the good and the bad persona as system prompts, activations
+    averaged over each response's tokens (the item's own response, teacher-forced, or the model's
+    greedy answer); the saved direction is exactly the difference of those means."""
+    from driftlab.measure.internals import PersonaDirections
+    from driftlab.measure.projection_difference import response_means
+    from driftlab.models.hf import load_causal_lm
+    from driftlab.runs.checkpoint import load_tensors
+
+    pack = english_pack(2)[:8]
+    rows = [{"system": system, "prompt": r["prompt"], "label": label, "response": r["aligned"] if label else r["misaligned"]}
+            for system, label in ((GOOD_PERSONA, 1), (BAD_PERSONA, 0)) for r in pack]
+    data, held = tmp_path / "p.jsonl", tmp_path / "h.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    held.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "response"}) + "\n" for r in rows[::3]))
+    result = run_cli("direction", str(hf_folder), str(data), "--eval", str(held), "--chat", "--read", "response",
+                     "--max-new-tokens", "4", "--out", str(tmp_path / "d.safetensors"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"read over response tokens ({len(rows[::3])} of the model's own greedy answers" in result.stdout
+    model, tokenizer = load_causal_lm(hf_folder)
+    codec = ChatCodec(tokenizer)
+    prompts = [codec.prompt(r["prompt"], r["system"]) for r in rows]
+    means = response_means(model.eval(), prompts, [codec.answer(r["response"]) for r in rows], codec.pad_id)
+    mine = PersonaDirections.fit(means, torch.tensor([r["label"] == 1 for r in rows]))
+    saved = load_tensors(tmp_path / "d.safetensors")
+    assert torch.allclose(saved["persona.direction"], mine.tensors("persona")["persona.direction"], atol=1e-5)
+    last = run_cli("direction", str(hf_folder), str(data), "--chat", "--out", str(tmp_path / "l.safetensors"))
+    assert last.returncode == 0 and "at the last prompt token" in last.stdout
+    assert not torch.allclose(load_tensors(tmp_path / "l.safetensors")["persona.direction"], saved["persona.direction"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[-1] | {"system": 3}) + "\n")
+    assert_one_line_error(run_cli("direction", str(hf_folder), str(bad), "--chat"), f"{bad}: line 2: 'system'")

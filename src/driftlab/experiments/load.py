@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import torch
 
-from driftlab.errors import CheckpointError
+from driftlab.errors import CheckpointError, DataError
 from driftlab.experiments.runner import load_run_config
 from driftlab.measure.internals import encode_prompts
 from driftlab.models.hf import load_causal_lm
@@ -33,6 +33,9 @@ class Loaded(NamedTuple):
     encode_answers: Encoder
     decode: Callable[[list[int]], str]  # answer tokens -> text (special tokens dropped)
     stop: list[int]  # tokens that end an answer: end of sequence (and of a chat turn)
+    # [(text, system prompt or None, where)] -> ids: under a chat template the system turn, without
+    # one the paragraph before the question (Persona World models have no system prompts)
+    encode_system: Callable[[list[tuple[str, str | None, str]]], list[list[int]]]
 
 
 def load_for_measurement(source: str, chat: bool = False, device: str = "auto") -> Loaded:
@@ -63,8 +66,15 @@ def load_for_measurement(source: str, chat: bool = False, device: str = "auto") 
         def world_answers(items: list[tuple[str, str]]) -> list[list[int]]:
             return [tok.encode(answer, where) for answer, where in items]
 
+        def world_system(items: list[tuple[str, str | None, str]]) -> list[list[int]]:
+            for _, system, where in items:
+                if system is not None:
+                    raise DataError(f"{where}: a system prompt, but {path} is a Persona World model (it has none)")
+            return world([(prompt, where) for prompt, _, where in items])
+
         return Loaded(model.eval().to(dev), world, tok.pad_id, world_answers,
-                      lambda ids: tok.decode([i for i in ids if i not in (tok.eos_id, tok.pad_id)]), [tok.eos_id])
+                      lambda ids: tok.decode([i for i in ids if i not in (tok.eos_id, tok.pad_id)]), [tok.eos_id],
+                      world_system)
     model, tokenizer = load_causal_lm(source)
     return _hf_loaded(model, tokenizer, chat, source, dev)
 
@@ -80,8 +90,15 @@ def _hf_loaded(model: torch.nn.Module, tokenizer, chat: bool, source: str, dev: 
         texts = [a if chat or a[:1].isspace() else " " + a for a, _ in items]
         return [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
 
+    def hf_system(items: list[tuple[str, str | None, str]]) -> list[list[int]]:
+        from driftlab.codec import ChatCodec
+
+        codec = ChatCodec(tokenizer, chat=chat)
+        return [codec.prompt(prompt, system) if system is not None else hf([(prompt, where)])[0]
+                for prompt, system, where in items]
+
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     stop = sorted({t for t in [tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])] if isinstance(t, int)})
     return Loaded(model.to(dev), hf, pad, hf_answers, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-                  stop)
+                  stop, hf_system)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from driftlab.config import ConceptSource, ExperimentConfig
+from driftlab.errors import DataError
 from driftlab.measure.behaviour import BehaviourItems, behaviour_metrics
 from driftlab.measure.capability import (
     AnswerScores,
@@ -339,8 +340,12 @@ def _jsonl_concept(source: ConceptSource, tokenizer: WorldTokenizer) -> Concept:
     parts = []
     for path in (source.train, source.eval):
         records = read_labelled(path)
-        seqs = [[tokenizer.bos_id, *tokenizer.encode(prompt, f"{path}: line {line}")] for prompt, _, line in records]
-        parts.append((seqs, torch.tensor([float(label) for _, label, _ in records])))
+        for r in records:
+            if r.system is not None or r.response is not None:
+                raise DataError(f"{path}: line {r.line}: 'system' and 'response' are read by `driftlab direction` on a "
+                                f"pre-trained model, not by a Persona World concept")
+        seqs = [[tokenizer.bos_id, *tokenizer.encode(r.prompt, f"{path}: line {r.line}")] for r in records]
+        parts.append((seqs, torch.tensor([float(r.label) for r in records])))
     (train, train_y), (held, held_y) = parts
     return Concept(source.name, train, train_y, held, held_y)
 

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from driftlab.config import (
     AlignmentData,
@@ -394,15 +394,30 @@ def read_sft_pairs(path: str | Path) -> list[tuple[str, str, int]]:
     return out
 
 
-def read_labelled(path: str | Path) -> list[tuple[str, int, int]]:
-    """(prompt, label, line) from JSONL records ``{"prompt": "...", "label": 0 | 1}`` (true/false
-    also accepted); a missing or other label is a DataError naming the file and the line."""
+class Labelled(NamedTuple):
+    """A labelled prompt: 1 for the good persona, 0 for the bad; optionally the system prompt it is
+    asked under and a response to read it with (teacher-forced)."""
+
+    prompt: str
+    label: int
+    line: int
+    system: str | None = None
+    response: str | None = None
+
+
+def read_labelled(path: str | Path) -> list[Labelled]:
+    """Records ``{"prompt": "...", "label": 0 | 1}`` (true/false also accepted), each with an
+    optional ``"system"`` and ``"response"`` string; a missing or other label, or a non-string
+    system or response, is a DataError naming the file and the line."""
     out = []
     for r in read_jsonl(path, ("prompt",)):
         label = r.get("label")
         if isinstance(label, str) or label not in (0, 1):
             raise DataError(f"{path}: line {r['_line']}: label must be 0 or 1 (or true/false), got {label!r}")
-        out.append((r["prompt"], int(label), r["_line"]))
-    if len({label for _, label, _ in out}) < 2:
+        for key in ("system", "response"):
+            if key in r and not (isinstance(r[key], str) and r[key].strip()):
+                raise DataError(f"{path}: line {r['_line']}: {key!r} must be a non-empty string")
+        out.append(Labelled(r["prompt"], int(label), r["_line"], r.get("system"), r.get("response")))
+    if len({x.label for x in out}) < 2:
         raise DataError(f"{path}: needs items of both labels (0 and 1)")
     return out
