@@ -71,3 +71,6 @@ def test_prompt_bank_reads_each_sequence_as_a_lone_forward_would():
             assert torch.allclose(logits[row], out[0, -1], atol=1e-5)
             for j, site in enumerate(sites):
                 assert torch.allclose(acts[row, j], cache[site][0, -1], atol=1e-5)
+    # without logits only the decoder runs: the same activations, bit for bit, and no logits
+    bare = bank.read(m, sites, batch_size=2, pad=0, logits=False)
+    assert bare.logits is None and torch.equal(bare.acts, reading.acts)

@@ -85,7 +85,7 @@ class _Reader:
         if key not in self._read:
             load_weights(weights, self.model)
             m = self.cfg.measure
-            reading = self.bank.read(self.model, [self.site], m.batch_size, self.tokenizer.pad_id)
+            reading = self.bank.read(self.model, [self.site], m.batch_size, self.tokenizer.pad_id, logits=False)
             self._read[key] = reading.take("fit")[1][:, 0], reading.take("eval")[1][:, 0]
         return self._read[key]
 

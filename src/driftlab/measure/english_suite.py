@@ -206,7 +206,7 @@ class EnglishSuite:
     def observe(self, model: torch.nn.Module) -> Observed:
         """One pass over the persona prompts (last position) and one over each item with each of its
         answers; the pass with the aligned answer also gives the state at the answer's position."""
-        reading = self._bank.read(model, self.sites, self.batch_size, self.codec.pad_id)
+        reading = self._bank.read(model, self.sites, self.batch_size, self.codec.pad_id, logits=False)
         o, n = self.options, len(self.options.prompts)
         seqs = [p + a for p, a in zip(o.prompts, o.aligned, strict=True)] + \
                [p + b for p, b in zip(o.prompts, o.misaligned, strict=True)]

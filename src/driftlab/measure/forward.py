@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from driftlab.models.hooks import capture
+from driftlab.models.hooks import _decoder, capture
 from driftlab.tensors import device_of, gather_last, right_pad
 
 
@@ -18,13 +18,28 @@ def forward_batches(model: torch.nn.Module, seqs: list[list[int]], batch_size: i
                     ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Yield (item indices, fp32 logits (b, T, V) on the model's device) for right-padded batches of
     similar length (no attention mask needed: see ``tensors.right_pad``)."""
+    for idx, out in _batches(model, seqs, batch_size, pad):
+        yield idx, out.logits.float()
+
+
+@torch.no_grad()
+def decoder_batches(model: torch.nn.Module, seqs: list[list[int]], batch_size: int, pad: int,
+                    ) -> Iterator[list[int]]:
+    """``forward_batches`` without the unembedding: for readers of hooked activations only (the
+    head over every position is ~20% of a 135M model's forward with a 49k vocabulary)."""
+    for idx, _ in _batches(model, seqs, batch_size, pad, _decoder(model)):
+        yield idx
+
+
+def _batches(model: torch.nn.Module, seqs: list[list[int]], batch_size: int, pad: int,
+             run: torch.nn.Module | None = None) -> Iterator[tuple[list[int], object]]:
     was_training = model.training
     model.eval()
     device = device_of(model)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size]
-        yield idx, model(input_ids=right_pad([seqs[i] for i in idx], pad, device)).logits.float()
+        yield idx, (run or model)(input_ids=right_pad([seqs[i] for i in idx], pad, device))
     model.train(was_training)
 
 
@@ -56,14 +71,14 @@ def text_nll(model: torch.nn.Module, docs: list[list[int]], batch_size: int, pad
 class BankReading:
     """One pass over a ``PromptBank``: last-position logits and residual activations per item."""
 
-    logits: torch.Tensor  # (N, V) at each unique sequence's last position
+    logits: torch.Tensor | None  # (N, V) at each unique sequence's last position (None: not read)
     acts: torch.Tensor  # (N, L, d) at the last position, one slice per site
     sites: list[str]
     index: dict[str, torch.Tensor]  # set name -> rows of the unique sequences
 
-    def take(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def take(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor]:
         idx = self.index[name]
-        return self.logits[idx], self.acts[idx]
+        return None if self.logits is None else self.logits[idx], self.acts[idx]
 
 
 class PromptBank:
@@ -89,17 +104,24 @@ class PromptBank:
         self.index[name] = torch.tensor(rows, dtype=torch.long)
 
     @torch.no_grad()
-    def read(self, model: torch.nn.Module, sites: list[str], batch_size: int, pad: int) -> BankReading:
-        logits_out: torch.Tensor | None = None
+    def read(self, model: torch.nn.Module, sites: list[str], batch_size: int, pad: int,
+             logits: bool = True) -> BankReading:
+        """Every item's activations at ``sites`` and (unless ``logits=False``: the decoder alone
+        runs) its next-token logits, at its last position."""
+        assert self.seqs, "empty prompt bank"
+        logits_out = None
         acts = torch.empty(0)
+        batches = forward_batches(model, self.seqs, batch_size, pad) if logits else \
+            ((idx, None) for idx in decoder_batches(model, self.seqs, batch_size, pad))
         with capture(model, sites) as cache:
-            for idx, logits in forward_batches(model, self.seqs, batch_size, pad):
+            for idx, out in batches:
                 batch = [self.seqs[i] for i in idx]
                 sel = torch.tensor(idx)
-                if logits_out is None:
-                    logits_out = torch.empty(len(self.seqs), logits.shape[-1])
+                if not len(acts):
                     acts = torch.empty(len(self.seqs), len(sites), cache[sites[0]].shape[-1])
-                logits_out[sel] = gather_last(logits, batch).cpu()
                 acts[sel] = torch.stack([gather_last(cache[s], batch).float() for s in sites], 1).cpu()
-        assert logits_out is not None, "empty prompt bank"
+                if out is not None:
+                    if logits_out is None:
+                        logits_out = torch.empty(len(self.seqs), out.shape[-1])
+                    logits_out[sel] = gather_last(out, batch).cpu()
         return BankReading(logits_out, acts, list(sites), self.index)

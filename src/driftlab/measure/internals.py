@@ -93,7 +93,7 @@ def last_token_activations(model: torch.nn.Module, seqs: list[list[int]], pad: i
     sites = [s for s in hook_points(model) if s.endswith("resid_post")]
     bank = PromptBank()
     bank.add("all", seqs)
-    return bank.read(model, sites, batch_size, pad).take("all")[1]
+    return bank.read(model, sites, batch_size, pad, logits=False).take("all")[1]
 
 
 def direction_report(train: torch.Tensor, y_train: torch.Tensor, held: torch.Tensor,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from driftlab.generate import sample
-from driftlab.measure.forward import forward_batches
+from driftlab.measure.forward import decoder_batches
 from driftlab.measure.internals import PersonaDirections
 from driftlab.models.hooks import capture, hook_points
 
@@ -30,7 +30,7 @@ def response_means(model: torch.nn.Module, prompts: list[list[int]], responses: 
     seqs = [p + r for p, r in zip(prompts, responses, strict=True)]
     out: torch.Tensor | None = None
     with capture(model, sites) as cache:
-        for idx, _ in forward_batches(model, seqs, batch_size, pad):
+        for idx in decoder_batches(model, seqs, batch_size, pad):
             for row, i in enumerate(idx):
                 start, end = len(prompts[i]), len(seqs[i])
                 means = torch.stack([cache[s][row, start:end].double().mean(0) for s in sites]).float().cpu()

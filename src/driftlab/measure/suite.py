@@ -507,7 +507,7 @@ class MeasurementSuite:
             idx = torch.randperm(len(c.train), generator=g)[: self.cotrain_batch]
             chosen[name] = c.train_labels[idx]
             bank.add(name, [c.train[i] for i in idx.tolist()])
-        reading = bank.read(model, [self.sites[self.probe_layer]], self.items.batch_size, self.items.pad)
+        reading = bank.read(model, [self.sites[self.probe_layer]], self.items.batch_size, self.items.pad, logits=False)
         losses = {}
         for name, y in chosen.items():
             _, acts = reading.take(name)
