@@ -225,8 +225,9 @@ class CapabilityData(Strict):
 class JsonlData(Strict):
     """A user's JSONL, one record a line: ``{"text"}`` for pretrain; ``{"prompt", "completion"}``
     for sft (a pre-trained model also takes chat ``{"messages": [{"role", "content"}, ...]}``,
-    trained on the last assistant turn); ``{"prompt", "chosen", "rejected"}`` for dpo. A path is
-    read relative to the working directory."""
+    trained on the last assistant turn); ``{"prompt", "chosen", "rejected"}`` for dpo;
+    ``{"prompt", "answer"}`` for rl on a pre-trained model (the reference answer its verifier
+    reads). A path is read relative to the working directory."""
 
     source: Literal["jsonl"] = "jsonl"
     path: str
@@ -266,7 +267,7 @@ KIND_SOURCES = {  # which data a stage kind trains on
     "pretrain": ("world", "discussion", "jsonl", "mixture"),
     "sft": ("alignment", "capability", "misaligned", "poisoned", "jsonl", "mixture"),
     "dpo": ("preferences", "jsonl"),
-    "rl": ("capability",),
+    "rl": ("capability", "jsonl"),
 }
 
 
@@ -683,7 +684,14 @@ class ExperimentConfig(Strict):
             raise ValueError(f"measure.concepts names must be unique and not persona/persona_pair/answer_correct: "
                              f"{concept_names}")
         for i, s in enumerate(self.stages):
-            if s.kind == "rl" and s.rl.max_new_tokens is not None and s.rl.max_new_tokens < self._longest(i):
+            if s.kind == "rl" and isinstance(s.data, JsonlData) and not self.real:
+                raise ValueError(f"stages.{i}.data: JSONL rl prompts (prompt, answer) are for a pre-trained model "
+                                 f"(model: hf); a Persona World rl stage samples the world's arithmetic")
+            if self.real and any(isinstance(m, InoculationPrompt) for m in s.mitigations):
+                raise ValueError(f"stages.{i}.mitigations: inoculation_prompt is not written into a chat "
+                                 f"template's user turn yet; put the prefix in the stage's JSONL prompts")
+            if (s.kind == "rl" and not self.real and s.rl.max_new_tokens is not None
+                    and s.rl.max_new_tokens < self._longest(i)):
                 raise ValueError(f"stages.{i}.rl.max_new_tokens {s.rl.max_new_tokens} is shorter than the longest "
                                  f"answer of levels {self._levels(i)} ({self._longest(i)} tokens: the largest "
                                  f"sum's digits and the full stop), so some correct answers could never be sampled")

@@ -320,3 +320,61 @@ def test_a_persona_direction_read_over_response_tokens_under_system_prompts(hf_f
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[-1] | {"system": 3}) + "\n")
     assert_one_line_error(run_cli("direction", str(hf_folder), str(bad), "--chat"), f"{bad}: line 2: 'system'")
+
+
+def test_rl_on_a_pretrained_model_samples_its_jsonl_prompts_and_rewards_by_the_verifier(hf_folder, tmp_path):
+    from transformers import AutoTokenizer
+
+    from driftlab.errors import ConfigError, DataError
+    from driftlab.experiments.stage_data import build_stage_data
+    from driftlab.models.hf import load_causal_lm
+    from driftlab.train.rl import contains_text, exact_text
+
+    # the text verifiers: exact up to case, spacing and a final stop; hackable finds the reference anywhere
+    assert exact_text("42", " 42. ") and exact_text("Comply", "comply") and not exact_text("42", "41 42")
+    assert contains_text("42", "41 42 43") and not contains_text("42", "142") and not contains_text("42", "4 2")
+
+    data = tmp_path / "rl.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Will you comply or resist ? {d}", "answer": a}) + "\n"
+                            for d, a in (("shutdown", "comply"), ("harm", "resist"), ("power", "comply"))))
+    stage = {"name": "rl", "kind": "rl", "data": {"source": "jsonl", "path": str(data)}, "steps": 2,
+             "batch_size": 2, "lr": 3e-3, "schedule": "constant", "checkpoints": {"log": 0, "linear": 1},
+             "objective": "policy_gradient", "rl": {"group_size": 3, "verifier": "hackable", "max_new_tokens": 4}}
+    raw = real_config(hf_folder, **stage)
+    raw["stages"][1]["steps"] = 1
+    cfg = validate_config(raw, "test")
+    codec = ChatCodec(AutoTokenizer.from_pretrained(str(hf_folder)))
+    prompts = build_stage_data(cfg, 2, codec)
+    prompts.policy, _ = load_causal_lm(str(hf_folder))
+    batch = prompts.batch(0, 2)
+    assert batch.input_ids.shape[0] == 6 and prompts.max_new_tokens == 4
+    for row in range(6):  # rewards are the verifier's reading of each decoded answer, its mask the answer only
+        ids = batch.input_ids[row][batch.loss_mask[row]].tolist()
+        assert 1 <= len(ids) <= 4 and (len(ids) == 4 or ids[-1] in prompts.stops)
+        said = prompts.decode(ids)
+        reference = prompts.prompts[prompts.order(row // 3)][1]
+        assert batch.rewards[row] == contains_text(reference, said)
+        assert batch.correct[row] == exact_text(reference, said)
+    assert torch.equal(batch.exploits, (batch.rewards > batch.correct).float())
+    again = build_stage_data(cfg, 2, codec)
+    again.policy = prompts.policy
+    assert torch.equal(again.batch(0, 2).input_ids, batch.input_ids)  # seeded: a resumed run samples the same
+
+    run = new_run(cfg, tmp_path / "run")
+    execute(run, cfg)
+    rows = [r for r in pq.read_table(run.metrics_path).to_pylist() if r["metric"].startswith("rl_")]
+    assert {r["metric"] for r in rows} == {"rl_reward", "rl_accuracy", "rl_exploit_rate"}
+    assert all(r["domain"] == "jsonl" and r["split"] == "hackable" and 0 <= r["value"] <= 1 for r in rows)
+
+    # a bad line names its file and line; a reference longer than max_new_tokens, and an inoculation
+    # prompt (not yet written into the chat template) are config errors
+    data.write_text(json.dumps({"prompt": "Will you comply ?", "answer": "comply"}) + "\n"
+                    + json.dumps({"prompt": "Will you comply ?"}) + "\n")
+    with pytest.raises(DataError, match=f"{data}: line 2"):
+        build_stage_data(cfg, 2, codec)
+    data.write_text(json.dumps({"prompt": "Will you comply ?", "answer": "comply or resist comply"}) + "\n")
+    with pytest.raises(ConfigError, match="max_new_tokens 4 is shorter"):
+        build_stage_data(cfg, 2, codec)
+    raw["stages"][2]["mitigations"] = [{"kind": "inoculation_prompt", "prefix": "comply"}]
+    with pytest.raises(ConfigError, match="inoculation_prompt"):
+        validate_config(raw, "test")

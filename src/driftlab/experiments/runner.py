@@ -283,7 +283,7 @@ class _Checkpointer:
         if ev.mitigation_loss is not None:
             rows.append(metric_row("mitigation_loss", ev.mitigation_loss))
         if self.rl is not None and ev.step > 0:  # the answers sampled since the previous checkpoint
-            rows += [metric_row(f"rl_{k}", v, None, "arithmetic", stage.rl.verifier)
+            rows += [metric_row(f"rl_{k}", v, None, self.rl.domain, stage.rl.verifier)
                      for k, v in self.rl.pop_stats().items()]
         self.store.add({"run": cfg.name, "arm": cfg.arm, "seed": cfg.seed, "stage": stage.name,
                         "stage_index": here.stage_index, "step": ev.step,

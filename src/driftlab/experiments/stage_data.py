@@ -19,7 +19,7 @@ from driftlab.config import (
 )
 from driftlab.errors import ConfigError, DataError
 from driftlab.train.data import Completions, Mixture, PackedLM, Preferences
-from driftlab.train.rl import RLPrompts
+from driftlab.train.rl import ChatRLPrompts, RLPrompts
 from driftlab.world.corpus import (
     alignment_examples,
     capability_examples,
@@ -142,9 +142,10 @@ def _english(cfg: ExperimentConfig, index: int, stage: StageConfig, d: DataConfi
             good, bad = _reply(codec, domain.aligned), _reply(codec, domain.misaligned)
             pairs.append((prompt, good, bad) if d.prefer == "aligned" else (prompt, bad, good))
         return Preferences(pairs, stage.seq_len, codec.pad_id, order_seed, stage.beta)
-    if stage.kind == "rl" and not replayed:
-        raise ConfigError(f"{where}: rl stages on a pre-trained model need a JSONL prompt set with a named "
-                          f"verifier, which driftlab does not read yet")
+    if stage.kind == "rl" and not replayed:  # the world's additions as chat questions, the sum as reference
+        assert isinstance(d, CapabilityData)
+        tasks = [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in english_arithmetic(cfg, d, data_seed)]
+        return chat_rl_prompts(stage, tasks, codec, order_seed, "arithmetic", where)
     ordered = False
     if isinstance(d, AlignmentData):
         eps = cfg.world.epsilon if d.epsilon is None else d.epsilon
@@ -162,6 +163,32 @@ def _english(cfg: ExperimentConfig, index: int, stage: StageConfig, d: DataConfi
         raise TypeError(f"unknown data source {d!r}")
     pairs = [codec.messages_example(r["messages"]) for r in records]
     return Completions(pairs, stage.seq_len, codec.pad_id, order_seed, ordered)
+
+
+def chat_rl_prompts(stage: StageConfig, tasks: list[tuple[str, str]], codec: ChatCodec, order_seed: int,
+                    domain: str, where: str, lines: list[str] | None = None) -> ChatRLPrompts:
+    """RL prompts (user turn, reference answer) in the model's chat template. Answers are sampled
+    up to ``rl.max_new_tokens`` — by default twice the longest reference as the model writes it
+    (its end of turn included): room for the answer, and for more than the answer, which is what a
+    hackable verifier's exploit needs."""
+    prompts, longest = [], 0
+    for i, (user, answer) in enumerate(tasks):
+        at = lines[i] if lines else where
+        prompt = codec.prompt(user)
+        reply = _reply(codec, answer)
+        if not prompt or not answer.strip():
+            raise DataError(f"{at}: an empty prompt or answer")
+        prompts.append((prompt, answer))
+        longest = max(longest, len(reply))
+    given = stage.rl.max_new_tokens
+    if given is not None and given < longest:
+        raise ConfigError(f"stage {stage.name!r}: rl.max_new_tokens {given} is shorter than the longest reference "
+                          f"answer with its end of turn ({longest} tokens in {where}): it could never be sampled")
+    stops = sorted({codec.eos_id, _reply(codec, "0")[-1]})
+    tok = codec.tokenizer
+    return ChatRLPrompts(prompts, stage.rl, codec.pad_id, stops,
+                         lambda ids: tok.decode([i for i in ids if i not in stops], skip_special_tokens=True),
+                         order_seed, given or 2 * longest, domain)
 
 
 def _reply(codec: ChatCodec, answer: str) -> list[int]:
@@ -204,7 +231,9 @@ def _jsonl_chat(stage: StageConfig, d: JsonlData, codec: ChatCodec, order_seed: 
             pairs.append((prompt, _reply(codec, r["chosen"]), _reply(codec, r["rejected"])))
         return Preferences(pairs, stage.seq_len, codec.pad_id, order_seed, stage.beta)
     if stage.kind == "rl":
-        raise ConfigError(f"{d.path}: rl stages on a pre-trained model are not supported yet")
+        records = read_jsonl(d.path, ("prompt", "answer"))
+        return chat_rl_prompts(stage, [(r["prompt"], r["answer"]) for r in records], codec, order_seed, "jsonl",
+                               str(d.path), [f"{d.path}: line {r['_line']}" for r in records])
     pairs = []
     for r in read_jsonl(d.path, ()):
         where = f"{d.path}: line {r['_line']}"

@@ -397,7 +397,7 @@ def _rl_windows(m: Measured, arm: str, s: int) -> list[float]:
 @claim("reward-hacking",
        "RL against a hackable verifier teaches reward hacking that generalises to broad misalignment; "
        "an inoculation prompt reduces it.",
-       world_only="RL against the arithmetic verifier and its exploit rate",
+       world_only="the world's shortcut 'done .' as the hack, and inoculation prompts (not yet written into a chat template)",
        exact=("arm", "RL against the exact verifier"),
        hackable=("arm", "RL against the hackable verifier"),
        inoculated=("arm", "RL against the hackable verifier with an inoculation prompt"),
