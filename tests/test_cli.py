@@ -75,8 +75,8 @@ def test_missing_jsonl_file(tmp_path):
     data = tiny_dict()
     data["stages"][1]["data"] = {"source": "jsonl", "path": str(tmp_path / "nope.jsonl")}
     result = run_cli("run", str(write(tmp_path, data)), "--out", str(tmp_path / "r"))
-    assert_one_line_error(result, "nope.jsonl", "not found")
-    assert json.loads((tmp_path / "r" / "status.json").read_text())["state"] == "failed"
+    assert_one_line_error(result, "nope.jsonl", "not found", "stages.1.data.path")
+    assert not (tmp_path / "r").exists()  # refused before anything was made
 
 
 @pytest.mark.parametrize("line, message", [

@@ -26,6 +26,9 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="driftlab: does a model's alignment survive the training that comes after it?")
 world_app = typer.Typer(no_args_is_help=True, help="Look at and write Persona World data.")
 app.add_typer(world_app, name="world")
+cache_app = typer.Typer(no_args_is_help=True, help="The prefix cache ($DRIFTLAB_PREFIX_CACHE, else "
+                                                  "~/.cache/driftlab/prefixes): list, verify, clear, prune.")
+app.add_typer(cache_app, name="cache")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -168,8 +171,10 @@ def run(
     console.print(f"experiment [bold]{exp.name}[/]{claim}: arms {', '.join(exp.arms)} x seeds "
                   f"{', '.join(map(str, exp.seeds))} → {root}", highlight=False)
     with Progress(*columns, console=console, transient=False) as progress:
+        warn = lambda line: progress.console.print(f"[yellow]warning:[/] {line}", highlight=False,  # noqa: E731
+                                                   soft_wrap=True)
         verdict = run_experiment(root, exp, ExperimentEvents(progress),
-                                 PrefixCache(default_cache()) if cache else None)
+                                 PrefixCache(default_cache(), warn) if cache else None)
     _print_experiment(root, exp, verdict)
     if report:
         from driftlab.report import write_report
@@ -199,6 +204,13 @@ def _print_experiment(root: Path, exp, verdict) -> None:
     if verdict is not None:
         _print_verdict(verdict)
     console.print(f"metrics: {root / 'metrics.parquet'}")
+    from driftlab.experiments.runner import disk_usage
+
+    runs = [run_dir(root, arm, s) for arm in exp.arms for s in exp.seeds]
+    sizes = [disk_usage(r.root) for r in runs if r.root.exists()]
+    if sizes:
+        console.print(f"disk: {sum(sizes) / 1e6:.1f} MB in {len(sizes)} runs (largest {max(sizes) / 1e6:.1f} MB)",
+                      highlight=False)
 
 
 def _print_verdict(verdict) -> None:
@@ -282,6 +294,119 @@ def report(
     from driftlab.report import write_report
 
     console.print(f"report: {write_report(run_dir, out)}")
+
+
+@app.command()
+@friendly
+def verify(
+    path: Annotated[Path, typer.Argument(help="a run or experiment directory (every run under it)")],
+) -> None:
+    """Check every hash a run recorded: weights, internals, resume state, checkpoint records, metric
+    rows, tokenizer. A file that changed since it was written is a line naming it; exit 2 if any."""
+    from driftlab.runs.verify import check_run
+
+    if not path.is_dir():
+        raise DriftlabError(f"{path}: not found")
+    runs = sorted({p.parent for p in path.rglob("resume")} | {p.parent for p in path.rglob("checkpoints")})
+    runs = [r for r in runs if r.is_dir() and not r.name.startswith(".")]
+    if not runs:
+        raise DriftlabError(f"{path}: holds no driftlab run (no checkpoints/ or resume/ under it)")
+    problems = 0
+    for run in runs:
+        result = check_run(run)
+        problems += len(result.problems)
+        mark = "[green]ok[/]" if not result.problems else f"[red]{len(result.problems)} damaged[/]"
+        console.print(f"{mark} {run}: {result.files} files, {result.bytes / 1e6:.1f} MB", highlight=False)
+        for line in result.notes:
+            console.print(f"  note: {line}", highlight=False, soft_wrap=True)
+        for line in result.problems:
+            err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(2)
+
+
+def _cache():
+    from driftlab.experiments.prefix import PrefixCache, default_cache
+
+    return PrefixCache(default_cache(), lambda line: err_console.print(f"[yellow]warning:[/] {line}",
+                                                                       highlight=False, soft_wrap=True))
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@cache_app.command("list")
+@friendly
+def cache_list() -> None:
+    """Every entry: key, stages, size, age since last use, the run that trained it, the runs that used it."""
+    cache = _cache()
+    entries = cache.entries()
+    table = Table(title=f"{cache.root}: {len(entries)} entries, "
+                        f"{sum(e.bytes for e in entries) / 1e6:.1f} MB", title_justify="left")
+    for col in ("key", "stages", "MB", "last used", "trained by", "used by"):
+        table.add_column(col, justify="right" if col in ("MB", "last used", "used by") else "left")
+    now = time.time()
+    for e in entries:
+        table.add_row(e.key, ", ".join(e.stages), f"{e.bytes / 1e6:.1f}", _age(now - e.last_used) + " ago",
+                      e.source, str(len({run for _, run in e.users})))
+    console.print(table)
+    damaged = cache.root / "damaged"
+    if damaged.is_dir() and any(damaged.iterdir()):
+        console.print(f"set aside as damaged: {len(list(damaged.iterdir()))} in {damaged}", highlight=False)
+
+
+@cache_app.command("verify")
+@friendly
+def cache_verify() -> None:
+    """Check every entry against its hashes; a damaged one is moved aside (exit 2), as a run would."""
+    results = _cache().verify()
+    for entry, problems in results:
+        console.print(f"{'[green]ok[/]' if not problems else '[red]damaged[/]'} {entry.key} "
+                      f"({', '.join(entry.stages)}; {entry.bytes / 1e6:.1f} MB)", highlight=False)
+    if any(problems for _, problems in results):
+        raise typer.Exit(2)
+
+
+@cache_app.command("clear")
+@friendly
+def cache_clear(key: Annotated[str | None, typer.Argument(help="one entry's key (or a unique start of it); "
+                                                               "default: the whole cache")] = None) -> None:
+    """Delete one entry, or the whole cache."""
+    freed = _cache().clear(key)
+    console.print(f"freed {freed / 1e6:.1f} MB", highlight=False)
+
+
+@cache_app.command("prune")
+@friendly
+def cache_prune(max_size: Annotated[str, typer.Option("--max-size", help="e.g. 500M, 5G, 3GiB")]) -> None:
+    """Delete least recently used entries until the cache holds at most --max-size."""
+    from driftlab.experiments.prefix import parse_size
+
+    cache = _cache()
+    deleted = cache.prune(parse_size(max_size))
+    for e in deleted:
+        console.print(f"deleted {e.key} ({', '.join(e.stages)}; {e.bytes / 1e6:.1f} MB)", highlight=False)
+    console.print(f"{cache.root}: {sum(e.bytes for e in cache.entries()) / 1e6:.1f} MB in "
+                  f"{len(cache.entries())} entries", highlight=False)
+
+
+@app.command()
+@friendly
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (or an experiment directory with one run)")],
+    out: Annotated[Path, typer.Argument(help="the folder to write (new or empty)")],
+    stage: Annotated[str | None, typer.Option(help="stage name or index (default: the last)")] = None,
+    step: Annotated[int | None, typer.Option(help="checkpoint step (default: the stage's end)")] = None,
+) -> None:
+    """Write a checkpoint as a Hugging Face folder: AutoModelForCausalLM.from_pretrained(OUT) and
+    AutoTokenizer.from_pretrained(OUT) load it with plain transformers (a LoRA stage's merged weights)."""
+    from driftlab.experiments.export import export_checkpoint
+
+    console.print(f"exported: {export_checkpoint(run_dir, out, stage, step)}", highlight=False)
 
 
 @app.command()

@@ -227,7 +227,8 @@ class JsonlData(Strict):
     for sft (a pre-trained model also takes chat ``{"messages": [{"role", "content"}, ...]}``,
     trained on the last assistant turn); ``{"prompt", "chosen", "rejected"}`` for dpo;
     ``{"prompt", "answer"}`` for rl on a pre-trained model (the reference answer its verifier
-    reads). A path is read relative to the working directory."""
+    reads). A relative path is read from the config file's folder (from the working directory when
+    it came from ``--set``); the run records it absolute, with its SHA-256 in ``inputs``."""
 
     source: Literal["jsonl"] = "jsonl"
     path: str
@@ -620,6 +621,18 @@ class SelfProbeSpec(Strict):
     items_per_domain: int = Field(32, ge=2, description="assistant prompts per domain the probe is fitted on")
 
 
+class Retention(Strict):
+    """Which checkpoints keep their weights on disk. Every checkpoint is still measured and keeps its
+    JSON, internals artifact and metric rows; the initial model, every stage's end (what later
+    stages, anchors, frozen references and the prefix cache read) and the latest checkpoint (what a
+    resume starts from) always keep theirs, so a resume stays exact."""
+
+    weights: Literal["auto", "all", "stage_ends", "every"] = Field(
+        "auto", description="all; stage_ends; every (every Nth checkpoint of a stage as well); auto: all "
+                            "for the tiny model, stage_ends for a pre-trained one")
+    every: int = Field(4, ge=1, description="weights: every keeps each stage's Nth, 2Nth, ... checkpoint too")
+
+
 RUN_ONLY_KEYS = {"name", "description", "quick", "real_model", "arms", "seeds", "claim", "arm", "self_probe"}  # not part of a run's hash
 
 
@@ -635,7 +648,10 @@ class ExperimentConfig(Strict):
     claim: ClaimSpec | None = Field(None, description="the claim tested and its pre-registered verdict rule")
     self_probe: SelfProbeSpec | None = Field(None, description="a probe of the assistant's own persona fitted "
                                                                "across two arms (see SelfProbeSpec)")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast on matmuls (opt-in)")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16 = autocast on matmuls (opt-in); auto: bf16 where the device computes it natively "
+                            "(CUDA with bf16, a CPU with AVX512-BF16 or AMX), else fp32 — resolved when the config "
+                            "is read, so the run records (and a resume keeps) what it trained in")
     compile: bool = Field(False, description="torch.compile the training step (pays off on larger models)")
     threads: int | None = Field(None, ge=1, description="torch threads (default: $DRIFTLAB_THREADS, else all cores)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
@@ -649,16 +665,74 @@ class ExperimentConfig(Strict):
     real_model: dict[str, Any] = Field(
         {}, description="--set style overrides applied when the model is a pre-trained one (model.kind hf), "
                         "after quick; its own quick: block applies with --quick, arms.<arm>: per arm; --set still wins")
+    retention: Retention = Field(default_factory=Retention, description="which checkpoints keep their weights")
+    inputs: dict[str, str] = Field(
+        {}, description="each data file's SHA-256 by absolute path, filled in when the config is read; a file "
+                        "whose content no longer matches (a resume after the file changed) is refused")
 
     @field_validator("model", mode="before")
     @classmethod
     def _model_kind(cls, v: Any) -> Any:
         return _model_shorthand(v)
 
+    def keeps_weights(self) -> str:
+        """The retention in force: ``retention.weights`` with ``auto`` resolved."""
+        w = self.retention.weights
+        return ("stage_ends" if self.real else "all") if w == "auto" else w
+
     @property
     def real(self) -> bool:
         """Whether the model is a pre-trained Hugging Face model (English data and measurements)."""
         return isinstance(self.model, HFModelConfig)
+
+    def data_files(self, stages: int | None = None) -> list[tuple[str, str]]:
+        """(config key, path) of every data file the run reads: its stages' JSONL (mixture parts and
+        replayed data included; only the first ``stages`` when given), probe concepts, the eval pack."""
+        out = []
+        for i, s in enumerate(self.stages[:stages]):
+            parts = [("data", s.data)] if not isinstance(s.data, MixtureData) else [
+                (f"data.parts.{j}", p.data) for j, p in enumerate(s.data.parts)]
+            parts += [(f"mitigations.{j}.data", m.data) for j, m in enumerate(s.mitigations)
+                      if isinstance(getattr(m, "data", None), JsonlData)]
+            out += [(f"stages.{i}.{key}.path", d.path) for key, d in parts if isinstance(d, JsonlData)]
+        for j, c in enumerate(self.measure.concepts):
+            out += [(f"measure.concepts.{j}.train", c.train), (f"measure.concepts.{j}.eval", c.eval)]
+        if self.measure.eval_pack is not None:
+            out.append(("measure.eval_pack", self.measure.eval_pack))
+        return out
+
+    @model_validator(mode="after")
+    def _resolve_precision(self) -> ExperimentConfig:
+        if self.precision == "auto":
+            from driftlab.tensors import resolve_precision
+
+            object.__setattr__(self, "precision", resolve_precision("auto", self.device))
+        return self
+
+    @model_validator(mode="after")
+    def _pin_inputs(self) -> ExperimentConfig:
+        """Every data file exists, and is the file the config recorded (if it recorded one): checked
+        before anything trains. Paths are made absolute against the working directory here
+        (``build_config`` first resolves a config file's own relative paths against its folder)."""
+        from driftlab.runs.digest import file_sha256
+
+        pinned = {}
+        for key, path in self.data_files():
+            absolute = str(Path(path).expanduser().resolve())
+            if not Path(absolute).is_file():
+                raise ConfigError(f"{key}: data file not found: {absolute}")
+            if absolute in pinned:
+                continue
+            digest = file_sha256(absolute)
+            if self.inputs.get(absolute, digest) != digest:
+                raise ConfigError(f"{absolute}: changed since this run recorded it (SHA-256 {self.inputs[absolute][:12]}…, "
+                                  f"now {digest[:12]}…): restore the file, or start a new run")
+            pinned[absolute] = digest
+        if any(path != str(Path(path).expanduser().resolve()) for _, path in self.data_files()):
+            object.__setattr__(self, "stages", [_absolute_paths(s) for s in self.stages])
+            object.__setattr__(self, "measure", _absolute_paths(self.measure))
+        object.__setattr__(self, "inputs", pinned)
+        return self
 
     @model_validator(mode="after")
     def _cross(self) -> ExperimentConfig:
@@ -806,9 +880,34 @@ class ExperimentConfig(Strict):
             for key in ("cotrain", "cotrain_batch", "cotrain_lr"):
                 data["measure"].pop(key)
         data["stages"] = [s.model_dump(mode="json") for s in self.stages[:k]]
+        files = {str(Path(p).expanduser().resolve()) for _, p in self.data_files(k)}
+        data["inputs"] = {p: h for p, h in self.inputs.items() if p in files}  # the later stages' are not its
         data["derived"] = {"trigger": self.eval_trigger(), "distance": self.distance_domains(),
                            "reference": self.reference_index(), "trained": self.trained_domains()}
         return config_hash(data)
+
+
+def _absolute_paths(model: BaseModel) -> Any:
+    """A copy of a stage or measure config with every data file path made absolute."""
+    data = model.model_dump(mode="json")
+
+    def walk(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            out = {k: walk(v, k) for k, v in node.items()}
+            if out.get("source") == "jsonl" and isinstance(out.get("path"), str):
+                out["path"] = str(Path(out["path"]).expanduser().resolve())
+            return out
+        if isinstance(node, list):
+            return [walk(v, key) for v in node]
+        return node
+
+    data = walk(data)
+    if isinstance(model, MeasureConfig):
+        data["concepts"] = [{**c, "train": str(Path(c["train"]).expanduser().resolve()),
+                             "eval": str(Path(c["eval"]).expanduser().resolve())} for c in data["concepts"]]
+        if data.get("eval_pack"):
+            data["eval_pack"] = str(Path(data["eval_pack"]).expanduser().resolve())
+    return type(model).model_validate(data)
 
 
 def config_hash(obj: Any) -> str:
@@ -941,7 +1040,44 @@ def build_config(data: dict[str, Any], origin: str, layers: list[tuple[str, Any]
         for item in sets or []:  # the user's --set wins over the preset's real-model block
             key, value = parse_set(item)
             origins[set_path(data, key, value, f"--set {item}")] = f"--set {item}"
+    _relative_to_file(data, Path(origin).parent if Path(origin).is_file() else None, origins)
     return validate_config(data, origin, origins)
+
+
+def _relative_to_file(data: dict[str, Any], folder: Path | None, origins: dict[str, str]) -> None:
+    """Data file paths the config file (or its arms, quick or real_model blocks) gives relative are
+    read from the file's folder, so ``driftlab run some/dir/exp.yaml`` finds them from anywhere; a
+    path from ``--set`` stays relative to the working directory, where the user typed it."""
+    if folder is None:
+        return
+
+    def from_file(loc: str) -> bool:
+        owners = [k for k in origins if loc == k or loc.startswith(k + ".")]
+        return not owners or not origins[max(owners, key=len)].startswith(("--set", "override"))
+
+    def fix(node: dict[str, Any], key: str, loc: str) -> None:
+        value = node.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute() and from_file(loc):
+            node[key] = str(folder / value)
+
+    def walk(node: Any, loc: str) -> None:
+        if isinstance(node, dict):
+            if node.get("source") == "jsonl":
+                fix(node, "path", f"{loc}.path")
+            for k, v in node.items():
+                walk(v, f"{loc}.{k}" if loc else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{loc}.{i}")
+
+    walk(data.get("stages"), "stages")
+    measure = data.get("measure")
+    if isinstance(measure, dict):
+        fix(measure, "eval_pack", "measure.eval_pack")
+        for i, c in enumerate(measure.get("concepts") or []):
+            if isinstance(c, dict):
+                fix(c, "train", f"measure.concepts.{i}.train")
+                fix(c, "eval", f"measure.concepts.{i}.eval")
 
 
 def validate_config(data: dict[str, Any], origin: str, origins: dict[str, str] | None = None) -> ExperimentConfig:
@@ -949,6 +1085,8 @@ def validate_config(data: dict[str, Any], origin: str, origins: dict[str, str] |
         return ExperimentConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(validation_message(e, origin, origins)) from None
+    except ConfigError as e:  # a data file missing or changed (``_pin_inputs``)
+        raise ConfigError(f"{origin}: {e}") from None
 
 
 def validation_message(e: ValidationError, origin: str, origins: dict[str, str] | None = None) -> str:

@@ -15,3 +15,7 @@ class DataError(DriftlabError):
 
 class CheckpointError(DriftlabError):
     """A truncated, corrupt or mismatched checkpoint."""
+
+
+class StorageError(DriftlabError):
+    """A write that failed (the disk is full) or a file whose content changed since it was written."""

@@ -32,6 +32,29 @@ def resolve_device(spec: str, where: str = "device") -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls in hardware: a CUDA device with bf16, or a CPU with
+    AVX512-BF16 or AMX. Elsewhere bf16 autocast is emulated — measured many times slower than fp32 on
+    a 2-core AVX2 EPYC, where the same run is 2.3x faster on a CPU with AVX512-BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str = "auto") -> str:
+    """``auto`` → ``bf16`` where the device has native bf16 (``native_bf16``), else ``fp32``."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(resolve_device(device)) else "fp32"
+
+
 def device_of(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
     for t in model.parameters():

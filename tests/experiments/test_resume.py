@@ -10,6 +10,7 @@ fresh process, and every metric row and the verdict must equal the uninterrupted
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -154,6 +155,7 @@ def test_a_resume_with_other_training_code_is_refused(tmp_path):
     from driftlab.config import validate_config
     from driftlab.experiments import execute, new_run
     from driftlab.runs.checkpoint import optimizer_metadata
+    from driftlab.runs.digest import json_sha256
     from driftlab.runs.provenance import code_hash
     from tests.test_cli import assert_one_line_error
 
@@ -164,7 +166,9 @@ def test_a_resume_with_other_training_code_is_refused(tmp_path):
     meta_path = last.with_suffix(".json")
     meta = json.loads(meta_path.read_text())
     assert meta["code_hash"] == code_hash()
-    meta_path.write_text(json.dumps({**meta, "code_hash": "0123456789ab"}))
+    other = {k: v for k, v in meta.items() if k != "sha256"} | {"code_hash": "0123456789ab"}
+    meta_path.unlink()  # (write-once, read-only) as the other code would have written it
+    meta_path.write_text(json.dumps({**other, "sha256": json_sha256(other)}))
     run.set_status("failed")
     result = subprocess.run([sys.executable, "-m", "driftlab.cli", "run", "--resume", str(run.root)],
                             capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
@@ -185,8 +189,11 @@ def test_a_second_process_on_a_live_run_is_refused(uninterrupted, tmp_path):
     with exclusive(run.root):  # this process plays the live run
         result = subprocess.run([sys.executable, "-m", "driftlab.cli", "run", "--resume", str(run.root)],
                                 capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
-        assert_one_line_error(result, str(run.root), "in use by another driftlab process", f"pid {os.getpid()}")
+        assert_one_line_error(result, str(run.root), "in use by another driftlab process", f"pid {os.getpid()}",
+                              f"on {socket.gethostname()}")
         assert run.status()["state"] == "running"  # the live run's status is not the refused one's to set
+    # the lock file a killed holder leaves behind is stale: the next process takes it over
+    (run.root / ".lock").write_text(json.dumps({"pid": 2**22 + 1, "host": socket.gethostname(), "since": 0}))
     execute(run, cfg)  # once the holder is gone, the run continues
     assert run.status()["state"] == "complete"
     config, _ = uninterrupted

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import torch
 
 from driftlab.codec import ChatCodec
 from driftlab.config import ExperimentConfig, HFModelConfig, dump_config, load_config
-from driftlab.errors import CheckpointError, ConfigError
+from driftlab.errors import CheckpointError, ConfigError, StorageError
 from driftlab.experiments.stage_data import StageData, build_stage_data
 from driftlab.measure.english_suite import EnglishSuite
 from driftlab.measure.suite import MeasurementSuite
@@ -42,10 +43,12 @@ from driftlab.runs.checkpoint import (
     load_weights,
     optimizer_metadata,
     read_meta,
+    resume_record,
     save_checkpoint,
     save_optimizer,
     save_tensors,
 )
+from driftlab.runs.digest import check_manifest, write_manifest
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.provenance import code_hash
 from driftlab.runs.rundir import RunDir, exclusive
@@ -55,6 +58,7 @@ from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train
 from driftlab.train.mitigations import StageContext, StageHooks, apply_mitigations, lora_parameters
 from driftlab.train.objectives import OBJECTIVES
 from driftlab.train.rl import RLPrompts
+from driftlab.train.schedule import checkpoint_steps
 from driftlab.world.corpus import assistant_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
 from driftlab.world.english import english_pack
@@ -128,7 +132,13 @@ def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None
         except BaseException as e:
             run.set_status("failed", name=cfg.name, seed=cfg.seed, error=f"{type(e).__name__}: {e}")
             raise
-        run.set_status("complete", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
+        run.set_status("complete", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash(),
+                       disk_bytes=disk_usage(run.root))
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes of the files under ``root``."""
+    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
 
 
 def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
@@ -140,6 +150,7 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
     device = resolve_device(cfg.device, f"{run.config_path}: device")
     model, tokenizer, suite = build_model(run, cfg, device)
     pos, opt_path = _resume_position(run, cfg, model)
+    _check_inputs(cfg, tokenizer, pos.stage_index)
     state = _Checkpointer(run, cfg, model, suite, reporter, pos)
     if pos.checkpoint is not None:
         _restore_anchors(run, cfg, model, suite, pos)
@@ -189,6 +200,21 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
                                            "stages": state.stages})
 
 
+def _check_inputs(cfg: ExperimentConfig, tokenizer: WorldTokenizer | ChatCodec, start: int) -> None:
+    """Every stage still to train that reads a user's JSONL reads it whole now — every line parsed,
+    its fields present, its words (or the model's tokens) known — so a bad line in the last stage's
+    file fails before the first stage trains, not hours later."""
+    for index in range(start, len(cfg.stages)):
+        stage = cfg.stages[index]
+        keys = [k for k, _ in cfg.data_files(index + 1) if k.startswith(f"stages.{index}.")]
+        if not stage.steps or not keys:
+            continue
+        build_stage_data(cfg, index, tokenizer)
+        for m in stage.mitigations:
+            if getattr(m, "kind", None) == "replay" and any(k.startswith(f"stages.{index}.mitigations") for k in keys):
+                build_stage_data(cfg, index, tokenizer, m.data, "replay", m.seq_len)
+
+
 def _check_objectives(run: RunDir, cfg: ExperimentConfig) -> None:
     """Every stage's objective is registered: names the config key rather than failing mid-run."""
     for i, stage in enumerate(cfg.stages):
@@ -214,7 +240,7 @@ def _prepare_stage(run: RunDir, cfg: ExperimentConfig, index: int, model: torch.
                        else None)
     lora = any(m.kind == "lora" for m in stage.mitigations)
     if lora and state.pos.step > 0:  # resuming mid-stage: base weights as the stage began
-        load_weights(_stage_start(run, cfg, index), model)
+        load_weights(_stage_start(run, cfg, index), model, require_hash=True)
     hooks = apply_mitigations(ctx, data)
     if lora and state.pos.step > 0 and opt_path is not None:  # ... and the adapters as they were
         saved = load_more(opt_path)
@@ -246,6 +272,8 @@ class _Checkpointer:
         self.reference = cfg.reference_index()
         self.store = MetricsStore(run.metrics_path)
         self.store.truncate_after(pos.global_step if pos.checkpoint else -1)
+        if pos.checkpoint is not None:  # the rows kept are the rows that checkpoint's resume state hashed
+            self.store.check(resume_record(run.resume_path, "metrics"), run.resume_path)
 
     def stage_timing(self, index: int, name: str, steps: int, wall: float, before: dict) -> None:
         """One stage's wall time split into measuring checkpoints, the co-trained probe, and the
@@ -288,10 +316,30 @@ class _Checkpointer:
         self.store.add({"run": cfg.name, "arm": cfg.arm, "seed": cfg.seed, "stage": stage.name,
                         "stage_index": here.stage_index, "step": ev.step,
                         "global_step": here.global_step, "tokens": here.run_tokens}, rows)
-        self.store.flush()
-        save_optimizer(self.run.resume_path, self.optimizer, vars(here), lora_parameters(self.model))
+        metrics = self.store.flush()
+        save_optimizer(self.run.resume_path, self.optimizer, vars(here), lora_parameters(self.model),
+                       {"metrics": metrics})
         self.pos = here
+        _drop_weights(self.run.stage_dir(here.stage_index, stage.name), self.cfg, here.stage_index, path)
         self.reporter.checkpoint(stage.name, ev.step, rows)
+
+
+def _drop_weights(directory: Path, cfg: ExperimentConfig, index: int, latest: Path) -> None:
+    """Delete the weights of this stage's checkpoints that ``cfg.retention`` does not keep, once a
+    later checkpoint's resume state is on disk (a run killed before that resumes from them). Their
+    JSON and internals artifacts stay. A sweep over the directory, so nothing a kill left is missed."""
+    mode = cfg.keeps_weights()
+    if mode == "all":
+        return
+    stage = cfg.stages[index]
+    kept = {stage.steps} | ({0} if index == 0 else set())
+    if mode == "every":
+        kept |= set(checkpoint_steps(stage)[cfg.retention.every - 1::cfg.retention.every])
+    for path in directory.glob("step-*.safetensors"):
+        if path == latest or ".internals." in path.name:
+            continue
+        if int(path.stem.removeprefix("step-")) not in kept:
+            path.unlink(missing_ok=True)
 
 
 def build_model(run: RunDir, cfg: ExperimentConfig, device: torch.device
@@ -301,18 +349,31 @@ def build_model(run: RunDir, cfg: ExperimentConfig, device: torch.device
     pre-trained model from its folder with its own tokenizer and English measurements."""
     if isinstance(cfg.model, HFModelConfig):
         model, hf_tokenizer = load_causal_lm(cfg.model.path)
-        if not (run.tokenizer_dir / "tokenizer_config.json").exists():
-            hf_tokenizer.save_pretrained(str(run.tokenizer_dir))
+        _keep_tokenizer(run, lambda d: hf_tokenizer.save_pretrained(str(d)))
         codec = ChatCodec(hf_tokenizer, cfg.model.chat)
         return model.train().to(device), codec, EnglishSuite(cfg, codec)
-    if (run.tokenizer_dir / "tokenizer.json").exists():
-        tokenizer = WorldTokenizer.load(run.tokenizer_dir)
-    else:
-        tokenizer = WorldTokenizer.build()
-        tokenizer.save(run.tokenizer_dir)
+    fresh = None if run.tokenizer_dir.exists() else WorldTokenizer.build()
+    _keep_tokenizer(run, lambda d: fresh.save(d))
+    tokenizer = fresh or WorldTokenizer.load(run.tokenizer_dir)
     model = build_tiny_llama(cfg.model, len(tokenizer), tokenizer.pad_id, tokenizer.bos_id,
                              tokenizer.eos_id, seed=derive_seed(cfg.seed, "init") % 2**31).to(device)
     return model, tokenizer, MeasurementSuite(cfg, tokenizer)
+
+
+def _keep_tokenizer(run: RunDir, save: Callable[[Path], None]) -> bool:
+    """The run's copy of its tokenizer, written once (files and their hashes, then one rename);
+    True when it was there already, checked against its hashes."""
+    if run.tokenizer_dir.exists():
+        problems = check_manifest(run.tokenizer_dir)
+        if problems:
+            raise StorageError(f"{problems[0]} (tokenizer of the run {run.root})")
+        return True
+    tmp = run.tokenizer_dir.with_name(f".tokenizer.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(tmp)
+    write_manifest(tmp)
+    tmp.rename(run.tokenizer_dir)
+    return False
 
 
 def _restore_anchors(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module, suite: MeasurementSuite,
@@ -323,7 +384,7 @@ def _restore_anchors(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module,
     def at(path: Path) -> torch.nn.Module:
         nonlocal scratch
         scratch = scratch or copy.deepcopy(model)
-        load_weights(path, scratch)
+        load_weights(path, scratch, require_hash=True)
         return scratch
 
     ref = cfg.reference_index()
@@ -333,7 +394,7 @@ def _restore_anchors(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module,
     if 0 < pos.step < cfg.stages[pos.stage_index].steps:  # mid-stage: where this stage started
         path = _stage_start(run, cfg, pos.stage_index)
         suite.set_anchor("stage_start", at(path), str(path.relative_to(run.root)))
-    suite.restore_cotrained(load_tensors(artifact_path(run.root / str(pos.checkpoint))))
+    suite.restore_cotrained(load_tensors(artifact_path(run.root / str(pos.checkpoint)), require_hash=True))
 
 
 def _stage_end(run: RunDir, cfg: ExperimentConfig, index: int) -> Path:
@@ -381,7 +442,7 @@ def _frozen(model: torch.nn.Module, weights: Path | None) -> torch.nn.Module:
     """A frozen copy of ``model`` (with ``weights`` loaded, if given), for reference forwards."""
     copy_ = copy.deepcopy(model)
     if weights is not None:
-        load_weights(weights, copy_)
+        load_weights(weights, copy_, require_hash=True)
     copy_.eval()
     for p in copy_.parameters():
         p.requires_grad_(False)
@@ -392,6 +453,7 @@ def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module)
     """The last complete checkpoint (weights loaded into ``model``), or the start of the run."""
     if not run.resume_path.exists():
         return Position(), None
+    load_tensors(run.resume_path, require_hash=True)  # the whole resume state, checked against its hash
     _, extra = optimizer_metadata(run.resume_path)
     pos = Position(**extra)
     weights = run.root / str(pos.checkpoint)
@@ -405,5 +467,5 @@ def _resume_position(run: RunDir, cfg: ExperimentConfig, model: torch.nn.Module)
                               f"driftlab's is {code_hash()}: its sources or torch's version changed), so a "
                               f"resume would not give the metrics of an uninterrupted run; resume with the "
                               f"version that started it, or start the run again")
-    load_weights(weights, model)
+    load_weights(weights, model, require_hash=True)
     return pos, run.resume_path

@@ -43,7 +43,7 @@ from driftlab.experiments.spec import Experiment
 from driftlab.measure.forward import PromptBank
 from driftlab.measure.probes import LinearProbe, auroc
 from driftlab.models.tiny import build_tiny_llama
-from driftlab.runs.checkpoint import checkpoint_name, load_weights
+from driftlab.runs.checkpoint import checkpoint_name, load_weights, tensors_hash
 from driftlab.runs.metrics import SCHEMA, metric_row, read_metrics
 from driftlab.runs.rundir import RunDir
 from driftlab.tensors import resolve_device
@@ -76,14 +76,14 @@ class _Reader:
         self.bank.add("fit", fit)
         self.bank.add("eval", held)
         self.site = f"layers.{cfg.probe_layer() % cfg.model.n_layers}.resid_post"
-        self._read: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._read: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def read(self, weights: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        """(fit, held-out) activations; a file both arms hold (the shared base, hard-linked) is read once."""
-        st = weights.stat()
-        key = (st.st_dev, st.st_ino)
+        """(fit, held-out) activations; weights both arms hold (the shared base, copied from the prefix
+        cache) are read once: they are known by the content hash in their header."""
+        key = tensors_hash(weights)
         if key not in self._read:
-            load_weights(weights, self.model)
+            load_weights(weights, self.model, require_hash=True)
             m = self.cfg.measure
             reading = self.bank.read(self.model, [self.site], m.batch_size, self.tokenizer.pad_id, logits=False)
             self._read[key] = reading.take("fit")[1][:, 0], reading.take("eval")[1][:, 0]

@@ -315,6 +315,10 @@ def _check_self_probe(spec: SelfProbeSpec | None, arms: dict[str, ExperimentConf
     if spec.good == spec.bad:
         raise ConfigError(f"{origin}: self_probe: good and bad are the same arm {spec.good!r}")
     good, bad = arms[spec.good], arms[spec.bad]
+    for cfg in (good, bad):
+        if cfg.keeps_weights() != "all":
+            raise ConfigError(f"{origin}: self_probe: reads the weights of every checkpoint of arm {cfg.arm!r}, "
+                              f"whose retention.weights keeps only {cfg.keeps_weights()}; set retention.weights: all")
     names = [s.name for s in good.stages]
     if spec.stage not in names or spec.stage not in [s.name for s in bad.stages]:
         raise ConfigError(f"{origin}: self_probe.stage: {spec.stage!r} is not a stage of both arms (stages: {names})")

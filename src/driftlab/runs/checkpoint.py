@@ -1,7 +1,8 @@
 """Checkpoints: safetensors weights + a small JSON (stage, step, tokens seen, parent, config hash).
 
-Loading never unpickles. A truncated file, a file that is not safetensors, or weights whose names
-or shapes do not match the model is a ``CheckpointError`` naming the file and the key.
+Loading never unpickles. A truncated file, a file that is not safetensors, a file whose content no
+longer matches the SHA-256 in its header, or weights whose names or shapes do not match the model
+is a ``CheckpointError`` naming the file and the key.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from driftlab.errors import CheckpointError
 from driftlab.runs.atomic import atomic_write, read_json, write_json
+from driftlab.runs.digest import TENSORS_KEY, json_sha256, tensors_sha256
 
 
 def checkpoint_name(step: int) -> str:
@@ -28,17 +30,52 @@ def artifact_path(weights: str | Path, kind: str = "internals") -> Path:
     return weights.with_name(f"{weights.stem}.{kind}.safetensors")
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None,
+                 readonly: bool = True) -> None:
+    """Write ``tensors`` atomically with their SHA-256 in the header; ``readonly``: a write-once file
+    (mode 0444, replaced only by a rename)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    meta = {**(metadata or {}), TENSORS_KEY: tensors_sha256(tensors, metadata)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta), readonly=readonly)
 
 
-def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: str | Path, require_hash: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, checked against the SHA-256 its header records (a file
+    without one, written by other tools or before driftlab 0.8, is refused when ``require_hash``)."""
+    tensors, meta = read_tensors(path)
+    recorded = meta.get(TENSORS_KEY)
+    if recorded is None:
+        if require_hash:
+            raise CheckpointError(f"{path}: no SHA-256 recorded in its header (not written by this driftlab)")
+    elif tensors_sha256(tensors, meta) != recorded:
+        raise CheckpointError(f"{path}: content does not match the SHA-256 recorded when it was written "
+                              f"(changed on disk since)")
+    return tensors
+
+
+def tensors_hash(path: str | Path) -> str:
+    """The content hash a safetensors file's header records (read without loading the tensors)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            recorded = (f.metadata() or {}).get(TENSORS_KEY)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
+    if recorded is None:
+        raise CheckpointError(f"{path}: no SHA-256 recorded in its header (not written by this driftlab)")
+    return recorded
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors and header metadata, unchecked."""
     path = Path(path)
     if not path.is_file():
+        if path.with_suffix(".json").is_file():
+            raise CheckpointError(f"{path}: its weights were not kept (the run's retention.weights; `all` "
+                                  f"keeps every checkpoint's); its metrics and internals artifact are in the run")
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
 
@@ -76,13 +113,14 @@ def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module, me
     directory = Path(directory)
     weights = directory / f"{checkpoint_name(step)}.safetensors"
     save_tensors(weights, model_state(model))
-    write_json(weights.with_suffix(".json"), {**meta, "step": step, "weights": weights.name})
+    record = {**meta, "step": step, "weights": weights.name}
+    write_json(weights.with_suffix(".json"), {**record, "sha256": json_sha256(record)}, readonly=True)
     return weights
 
 
-def load_weights(path: str | Path, model: torch.nn.Module) -> None:
-    """Load weights into ``model`` in place, checking every name and shape."""
-    state = load_tensors(path)
+def load_weights(path: str | Path, model: torch.nn.Module, require_hash: bool = False) -> None:
+    """Load weights into ``model`` in place, checking their hash and every name and shape."""
+    state = load_tensors(path, require_hash)
     own = model.state_dict()
     for name in [n for n in state if n not in own]:
         raise CheckpointError(f"{path}: {name}: not a parameter of this model (mismatched checkpoint)")
@@ -101,29 +139,34 @@ def load_weights(path: str | Path, model: torch.nn.Module) -> None:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    return read_json(Path(path).with_suffix(".json"), CheckpointError,
-                     "checkpoint metadata not found (incomplete checkpoint)")
+    """A checkpoint's JSON, checked against the hash it records of itself (when it records one)."""
+    path = Path(path).with_suffix(".json")
+    meta = read_json(path, CheckpointError, "checkpoint metadata not found (incomplete checkpoint)")
+    if "sha256" in meta and json_sha256(meta) != meta["sha256"]:
+        raise CheckpointError(f"{path}: content does not match the SHA-256 recorded when it was written "
+                              f"(changed on disk since)")
+    return meta
 
 
 # ---------------------------------------------------------------- optimizer state
 
 
 def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: dict[str, Any],
-                   more: dict[str, torch.Tensor] | None = None) -> None:
+                   more: dict[str, torch.Tensor] | None = None, records: dict[str, Any] | None = None) -> None:
     """Optimizer tensors to safetensors, its scalar settings and ``extra`` into the metadata;
-    ``more`` (e.g. LoRA adapter weights) rides along under ``more.<name>``, in the same atomic write."""
+    ``more`` (e.g. LoRA adapter weights) rides along under ``more.<name>`` and ``records`` (e.g. the
+    metric rows' hash) as JSON metadata under their own names, in the same atomic write."""
     sd = optimizer.state_dict()
     tensors = {f"{idx}.{key}": value for idx, st in sd["state"].items() for key, value in st.items()
                if torch.is_tensor(value)}
     tensors.update({f"more.{k}": v for k, v in (more or {}).items()})
-    meta = {"param_groups": json.dumps(sd["param_groups"]), "extra": json.dumps(extra)}
+    meta = {"param_groups": json.dumps(sd["param_groups"]), "extra": json.dumps(extra),
+            **{k: json.dumps(v) for k, v in (records or {}).items()}}
     save_tensors(path, tensors, meta)
 
 
 def optimizer_metadata(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(param_groups, extra) stored by ``save_optimizer``, without loading the tensors."""
-    from safetensors import safe_open
-
+    """(param_groups, extra) stored by ``save_optimizer``, without loading (or checking) the tensors."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -132,15 +175,26 @@ def optimizer_metadata(path: str | Path) -> tuple[list[dict[str, Any]], dict[str
         raise CheckpointError(f"{path}: optimizer state missing, truncated or corrupt: {e}") from None
 
 
+def resume_record(path: str | Path, name: str) -> Any:
+    """A record stored with ``save_optimizer(..., records=...)`` (None if absent)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            value = (f.metadata() or {}).get(name)
+        return None if value is None else json.loads(value)
+    except (SafetensorError, OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: resume state truncated or corrupt: {e}") from None
+
+
 def load_more(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors stored with ``save_optimizer(..., more=...)``."""
-    return {k.removeprefix("more."): v for k, v in load_tensors(path).items() if k.startswith("more.")}
+    return {k.removeprefix("more."): v for k, v in load_tensors(path, True).items()
+            if k.startswith("more.")}
 
 
 def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     groups, extra = optimizer_metadata(path)
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in load_tensors(path).items():
+    for key, value in load_tensors(path, True).items():
         if key.startswith("more."):
             continue
         idx, name = key.split(".", 1)

@@ -14,8 +14,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from driftlab.errors import DataError
+from driftlab.errors import DataError, StorageError
 from driftlab.runs.atomic import atomic_write
+from driftlab.runs.digest import rows_sha256
 
 SCHEMA = pa.schema([
     ("run", pa.string()),
@@ -34,6 +35,8 @@ SCHEMA = pa.schema([
     ("value", pa.float64()),
 ])
 COLUMNS = SCHEMA.names
+# what a metrics hash covers: every column but the run's and arm's names, which a prefix-cache hit renames
+HASHED = [c for c in COLUMNS if c not in ("run", "arm")]
 
 
 def metric_row(metric: str, value: float, context: str | None = None, domain: str | None = None,
@@ -59,13 +62,35 @@ class MetricsStore:
         """Drop rows measured after ``global_step`` (used on resume)."""
         self.rows = [r for r in self.rows if r["global_step"] <= global_step]
 
-    def flush(self) -> None:
+    def flush(self) -> dict[str, Any]:
+        """Rewrite the file; returns the record of what it holds (row count and hash) for the resume state."""
         table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in self.rows], schema=SCHEMA)
         atomic_write(self.path, lambda tmp: pq.write_table(table, tmp))
+        return metrics_record(table.select(HASHED).to_pylist())
+
+    def check(self, record: dict[str, Any] | None, where: Path) -> None:
+        """The rows kept on resume are those ``record`` (stored in ``where``) describes."""
+        check_rows(self.path, self.rows, record, where)
+
+
+def metrics_record(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"rows": len(rows), "sha256": rows_sha256(rows, HASHED)}
+
+
+def check_rows(path: Path, rows: list[dict[str, Any]], record: dict[str, Any] | None, where: Path) -> None:
+    """A ``StorageError`` naming ``path`` unless ``rows`` (read from it) are the rows ``record`` describes."""
+    if record is None:
+        raise StorageError(f"{where}: records no hash of the metrics in {path} (not written by this driftlab)")
+    if len(rows) != record["rows"]:
+        raise StorageError(f"{path}: {len(rows)} rows where {where} recorded {record['rows']} "
+                           f"(changed since they were written)")
+    if rows_sha256(rows, HASHED) != record["sha256"]:
+        raise StorageError(f"{path}: rows do not match the SHA-256 recorded in {where} "
+                           f"(changed since they were written)")
 
 
 def read_metrics(path: str | Path) -> pa.Table:
     try:
         return pq.read_table(str(path))
-    except (OSError, pa.ArrowInvalid) as e:
+    except (OSError, pa.ArrowException) as e:
         raise DataError(f"{path}: cannot read metrics: {e}") from None

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,9 +81,10 @@ class RunDir:
 @contextlib.contextmanager
 def exclusive(root: str | Path) -> Iterator[None]:
     """Hold ``root/.lock`` while this process writes into ``root``: a second driftlab process on the
-    same directory (a resume while the run is still alive) stops at once with a one-line error
-    instead of interleaving its checkpoints and metrics with the first one's. The kernel drops the
-    lock when its holder exits, however it exits (kill -9 included), so no stale lock is left."""
+    same directory (a resume while the run is still alive) stops at once with a one-line error naming
+    the owner (pid, host, since when) instead of interleaving its checkpoints and metrics with the
+    first one's. The lock is the kernel's (``flock``), dropped when its holder exits however it exits
+    (kill -9 included): a lock file a killed process left behind is stale and simply taken over."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     f = open(root / ".lock", "a+")
@@ -91,14 +94,22 @@ def exclusive(root: str | Path) -> Iterator[None]:
         f.seek(0)
         holder = f.read().strip()
         f.close()
-        who = f" (pid {holder})" if holder else ""
-        raise DataError(f"{root}: in use by another driftlab process{who}; let it finish or stop it, "
-                        f"then --resume") from None
+        raise DataError(f"{root}: in use by another driftlab process ({_owner(holder)}); let it finish or "
+                        f"stop it, then --resume") from None
     f.truncate(0)
-    f.write(str(os.getpid()))
+    f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
     f.flush()
     try:
         yield
     finally:
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
+
+
+def _owner(text: str) -> str:
+    try:
+        owner = json.loads(text)
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner["since"]))
+        return f"pid {owner['pid']} on {owner['host']}, since {since}"
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return f"pid {text}" if text else "owner unknown"
