@@ -157,7 +157,8 @@ def test_data_is_checked_before_any_training_found_from_the_configs_folder_and_p
     (folder / "bad.jsonl").write_text(good * 2 + '{"prompt": "story of bob"}\n')
     d["stages"][2]["data"]["path"] = "bad.jsonl"
     (folder / "bad.yaml").write_text(yaml.safe_dump(d))
-    bad = cli("run", str(folder / "bad.yaml"), "--out", str(tmp_path / "bad"), "--no-report")
+    # (no prefix cache: under pytest-xdist another test's run may hold this pre-training and alignment)
+    bad = cli("run", str(folder / "bad.yaml"), "--out", str(tmp_path / "bad"), "--no-report", "--no-cache")
     assert_one_line_error(bad, f"{folder / 'bad.jsonl'}: line 3", "completion")
     assert not list((tmp_path / "bad").rglob("*.safetensors"))  # the last stage's bad line: nothing trained
 
