@@ -204,7 +204,7 @@ def _print_experiment(root: Path, exp, verdict) -> None:
     if verdict is not None:
         _print_verdict(verdict)
     console.print(f"metrics: {root / 'metrics.parquet'}")
-    from driftlab.experiments.runner import disk_usage
+    from driftlab.runs.rundir import disk_usage
 
     runs = [run_dir(root, arm, s) for arm in exp.arms for s in exp.seeds]
     sizes = [disk_usage(r.root) for r in runs if r.root.exists()]

@@ -38,7 +38,7 @@ from driftlab.runs.atomic import atomic_write, read_json, write_json
 from driftlab.runs.digest import check_manifest, write_manifest
 from driftlab.runs.metrics import read_metrics
 from driftlab.runs.provenance import code_hash
-from driftlab.runs.rundir import RunDir
+from driftlab.runs.rundir import RunDir, disk_usage
 from driftlab.runs.verify import check_run
 
 
@@ -148,7 +148,7 @@ class PrefixCache:
             except (OSError, json.JSONDecodeError, UnicodeDecodeError):
                 info = {}
             users = self.users(path.name)
-            out.append(Entry(path.name, path, _size(path), info.get("stages", []), info.get("source", "?"),
+            out.append(Entry(path.name, path, disk_usage(path), info.get("stages", []), info.get("source", "?"),
                              users, max([path.stat().st_mtime, *(t for t, _ in users)])))
         return sorted(out, key=lambda e: e.last_used)
 
@@ -186,7 +186,7 @@ class PrefixCache:
         """Delete one entry (by key or a unique key prefix), or every entry and what was set aside;
         returns the bytes freed."""
         if key is None:
-            freed = _size(self.root) if self.root.exists() else 0
+            freed = disk_usage(self.root) if self.root.exists() else 0
             shutil.rmtree(self.root, ignore_errors=True)
             return freed
         matches = [e for e in self.entries() if e.key.startswith(key)]
@@ -242,10 +242,6 @@ class Entry:
     source: str  # the run that trained it
     users: list[tuple[float, str]]  # the runs that started from it
     last_used: float
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def parse_size(text: str) -> int:

@@ -51,7 +51,7 @@ from driftlab.runs.checkpoint import (
 from driftlab.runs.digest import check_manifest, write_manifest
 from driftlab.runs.metrics import MetricsStore, metric_row
 from driftlab.runs.provenance import code_hash
-from driftlab.runs.rundir import RunDir, exclusive
+from driftlab.runs.rundir import RunDir, disk_usage, exclusive
 from driftlab.tensors import resolve_device
 from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
@@ -134,11 +134,6 @@ def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None
             raise
         run.set_status("complete", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash(),
                        disk_bytes=disk_usage(run.root))
-
-
-def disk_usage(root: Path) -> int:
-    """Bytes of the files under ``root``."""
-    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
 
 
 def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,

@@ -78,6 +78,11 @@ class RunDir:
         write_text(self.config_path, text)
 
 
+def disk_usage(root: str | Path) -> int:
+    """Bytes of the files under ``root``."""
+    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
+
+
 @contextlib.contextmanager
 def exclusive(root: str | Path) -> Iterator[None]:
     """Hold ``root/.lock`` while this process writes into ``root``: a second driftlab process on the
