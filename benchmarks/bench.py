@@ -249,6 +249,8 @@ def default_run_timing(out: Path | None = None) -> dict:
         timings = json.loads((root / "timings.json").read_text())
         first = next(p for p in sorted(root.glob("*/seed-*")) if (p / "timings.json").exists())
         timings.update(internals_cost(first))
+        timings.update(hashing_cost(first))
+        timings["hash_run_wall_s"] = json.loads((first / "timings.json").read_text())["wall_s"]
     # the child's CPU time is not ours: CpuWatch cannot separate it, so report only the wall time
     return {"command_s": wall, **timings}
 
@@ -322,6 +324,39 @@ def internals_cost(run_dir: Path, reps: int = 5) -> dict:
         return statistics.median(out)
 
     return {"behaviour_only_s": timed(behaviour_only), "full_suite_s": timed(lambda: suite(model, "b"))}
+
+
+def hashing_cost(run_dir: Path, reps: int = 3) -> dict:
+    """Seconds spent hashing per checkpoint, as a run does when it writes them: the weights, the
+    internals artifact, the JSON record, and the resume state (optimizer tensors, plus the metric
+    rows up to the checkpoint); medians of ``reps`` over the run's own files, tensors already in
+    memory (the write pays for them anyway)."""
+    import pyarrow.parquet as pq
+
+    from driftlab.runs.checkpoint import artifact_path, read_meta, read_tensors
+    from driftlab.runs.digest import json_sha256, rows_sha256, tensors_sha256
+
+    records = sorted(run_dir.glob("checkpoints/*/step-*[0-9].json"))
+    resume, _ = read_tensors(run_dir / "resume" / "optimizer.safetensors")
+    table = pq.read_table(run_dir / "metrics.parquet")
+    rows, columns = table.to_pylist(), table.column_names
+    per_ckpt, total_bytes = [], 0
+    for record in records:
+        files = [read_tensors(p)[0] for p in (record.with_suffix(".safetensors"), artifact_path(record))
+                 if p.is_file()]
+        meta = read_meta(record)
+        upto = [r for r in rows if r["global_step"] <= meta["global_step"]]
+        total_bytes += sum(t.numel() * t.element_size() for f in files + [resume] for t in f.values())
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for f in files + [resume]:
+                tensors_sha256(f)
+            json_sha256(meta)
+            rows_sha256(upto, columns)
+            times.append(time.perf_counter() - t0)
+        per_ckpt.append(statistics.median(times))
+    return {"hash_checkpoints": len(records), "hash_s": sum(per_ckpt), "hash_bytes": total_bytes}
 
 
 # ---------------------------------------------------------------- a real model
@@ -500,6 +535,11 @@ def report_run(out: Path | None) -> None:
           f"for everything vs {t['behaviour_only_s']:.2f} s for behaviour alone; + {extra:.2f} s x {n} "
           f"checkpoints + {cotrain:.1f} s co-training the probe = {internals:.1f} s = "
           f"{100 * internals / t['wall_s']:.1f}% of the experiment (budget 10%)")
+    h, k = t["hash_s"], t["hash_checkpoints"]
+    print(f"hashing (SHA-256) its first run's {k} checkpoints as they are written (weights, internals, record, "
+          f"resume state, metric rows): {1000 * h / k:.1f} ms per checkpoint, {h:.2f} s = "
+          f"{100 * h / t['hash_run_wall_s']:.2f}% of that run's {t['hash_run_wall_s']:.0f} s "
+          f"({t['hash_bytes'] / h / 1e9:.2f} GB/s over {t['hash_bytes'] / 1e6:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -627,9 +627,11 @@ class Retention(Strict):
     stages, anchors, frozen references and the prefix cache read) and the latest checkpoint (what a
     resume starts from) always keep theirs, so a resume stays exact."""
 
-    weights: Literal["auto", "all", "stage_ends", "every"] = Field(
-        "auto", description="all; stage_ends; every (every Nth checkpoint of a stage as well); auto: all "
-                            "for the tiny model, stage_ends for a pre-trained one")
+    weights: Literal["auto", "all", "stage_ends", "every", "adapters"] = Field(
+        "auto", description="all; stage_ends; every (every Nth checkpoint of a stage as well); adapters "
+                            "(stage ends, and every checkpoint of a LoRA stage as its adapters alone: the "
+                            "stage's start weights + a few MB); auto: all for the tiny model, adapters for "
+                            "a pre-trained one")
     every: int = Field(4, ge=1, description="weights: every keeps each stage's Nth, 2Nth, ... checkpoint too")
 
 
@@ -678,7 +680,7 @@ class ExperimentConfig(Strict):
     def keeps_weights(self) -> str:
         """The retention in force: ``retention.weights`` with ``auto`` resolved."""
         w = self.retention.weights
-        return ("stage_ends" if self.real else "all") if w == "auto" else w
+        return ("adapters" if self.real else "all") if w == "auto" else w
 
     @property
     def real(self) -> bool:

@@ -265,19 +265,48 @@ def test_rank_one_lora_on_chosen_layers_down_proj_only():
         validate_config(data, "t.yaml")
 
 
-def test_a_lora_stage_killed_and_resumed_gives_the_same_metrics(tmp_path):
+def test_a_lora_stage_killed_and_resumed_under_adapter_retention_gives_the_same_metrics(tmp_path):
+    """Killed mid-LoRA-stage with ``retention.weights: adapters`` (only stage ends keep full weights,
+    the LoRA stage's other checkpoints their adapters), resumed: the metrics of a run that kept every
+    checkpoint's weights; each adapters-only checkpoint loads (start weights + merged adapters) to
+    exactly the weights that run stored, and exports as a plain transformers folder."""
+    from transformers import AutoModelForCausalLM
+
+    from driftlab.experiments.export import export_checkpoint
+    from driftlab.runs.checkpoint import checkpoint_state
     from tests.experiments.test_runner import kill_and_resume, metrics
 
     data = tiny_dict()
     data["stages"][2]["mitigations"] = [{"kind": "lora", "r": 4}]
+    data["stages"][2]["checkpoints"] = {"log": 3, "linear": 3}  # steps 1, 2, 4, 6
     cfg = validate_config(data, "lora")
     whole = new_run(cfg, tmp_path / "whole")
     execute(whole, cfg)
     assert q(whole, """select value from M where metric = 'weight_rel_l2' and context = 'stage_start'
                        and site = 'all' and stage = 'capability' and step = 6""")[0][0] > 0
 
-    resumed = kill_and_resume(cfg, tmp_path / "killed", (2, 4))
+    resumed = kill_and_resume(validate_config({**data, "retention": {"weights": "adapters"}}, "lora"),
+                              tmp_path / "killed", (2, 5))
     assert metrics(resumed) == metrics(whole)
+
+    lora_dir = resumed.root / "checkpoints" / "2-capability"
+    kept = sorted(p.name for p in lora_dir.glob("step-*.safetensors") if ".internals." not in p.name)
+    assert kept == ["step-0000001.adapters.safetensors", "step-0000002.adapters.safetensors",
+                    "step-0000004.adapters.safetensors", "step-0000006.safetensors"], kept
+    assert not list((resumed.root / "checkpoints" / "1-align").glob("step-000000[1-5].safetensors"))
+    adapters = lora_dir / "step-0000004.adapters.safetensors"
+    assert adapters.stat().st_size < 0.2 * (lora_dir / "step-0000006.safetensors").stat().st_size
+    for step in (1, 2, 4):
+        full = load_tensors(whole.root / "checkpoints" / "2-capability" / f"step-000000{step}.safetensors")
+        rebuilt = checkpoint_state(lora_dir / f"step-000000{step}.safetensors", require_hash=True)
+        assert rebuilt.keys() == full.keys() and all(torch.equal(rebuilt[k], full[k]) for k in full), step
+
+    out = export_checkpoint(resumed.root, tmp_path / "hf", stage="capability", step=4)
+    plain = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+    ours = load_for_measurement(whole.root / "checkpoints" / "2-capability" / "step-0000004.safetensors")[0].eval()
+    ids = torch.tensor([[1, 5, 9, 12, 7]])
+    with torch.no_grad():
+        assert torch.equal(plain(ids).logits, ours(ids).logits)
 
 
 def test_training_against_the_cotrained_probe_raises_its_reading_of_the_assistant(tmp_path):

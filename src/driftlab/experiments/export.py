@@ -1,8 +1,9 @@
 """A run's checkpoint as a plain Hugging Face folder: ``from_pretrained`` loads it with no driftlab.
 
 ``export_checkpoint`` loads the checkpoint as driftlab does (its hash checked; a LoRA stage's
-checkpoints already hold the merged weights), then writes ``config.json``, ``model.safetensors``,
-the generation config and the run's tokenizer with ``save_pretrained``, plus
+checkpoints hold the merged weights, or the stage's start weights and the adapters to merge), then
+writes ``config.json``, ``model.safetensors``, the generation config and the run's tokenizer with
+``save_pretrained``, plus
 ``driftlab_export.json`` (the run, stage, step and the checkpoint's hash), into a temporary folder
 renamed into place: a folder that exists is always complete.
 """
@@ -15,7 +16,13 @@ from pathlib import Path
 
 from driftlab.errors import CheckpointError, DataError
 from driftlab.runs.atomic import write_json
-from driftlab.runs.checkpoint import checkpoint_name, load_weights, read_meta, tensors_hash
+from driftlab.runs.checkpoint import (
+    artifact_path,
+    checkpoint_name,
+    load_weights,
+    read_meta,
+    tensors_hash,
+)
 from driftlab.runs.rundir import RunDir
 
 
@@ -73,9 +80,11 @@ def export_checkpoint(source: str | Path, out: str | Path, stage: str | None = N
                 if p.name != "sha256.json":
                     shutil.copyfile(p, tmp / p.name)
         meta = read_meta(weights)
+        source = {"checkpoint": str(weights.resolve()), "sha256": tensors_hash(weights)} if weights.is_file() else {
+            "base": str((weights.parent / meta["base"]).resolve()), "adapters": str(artifact_path(weights, "adapters")),
+            "sha256": tensors_hash(artifact_path(weights, "adapters"))}  # retention kept the adapters alone
         write_json(tmp / "driftlab_export.json", {"run": str(run.root.resolve()), "stage": meta["stage"],
-                                                  "step": meta["step"], "checkpoint": str(weights.resolve()),
-                                                  "sha256": tensors_hash(weights)})
+                                                  "step": meta["step"], **source})
         if out.exists():
             out.rmdir()
         tmp.rename(out)

@@ -46,7 +46,7 @@ def load_for_measurement(source: str, chat: bool = False, device: str = "auto") 
     dev = resolve_device(device, "--device")
     path = Path(source)
     if path.suffix == ".safetensors":  # runs/<id>/checkpoints/<i>-<stage>/step-NNNNNNN.safetensors
-        if not path.is_file():
+        if not path.is_file() and not path.with_suffix(".json").is_file():  # (a record: retention's message)
             raise CheckpointError(f"{path}: checkpoint file not found")
         run = RunDir(path.resolve().parents[2])
         cfg = load_run_config(run)

@@ -284,12 +284,14 @@ class _Checkpointer:
         stage = cfg.stages[pos.stage_index]
         here = Position(pos.stage_index, ev.step, ev.tokens,
                         pos.run_tokens - pos.stage_tokens + ev.tokens, pos.global_step - pos.step + ev.step)
+        adapters = (cfg.keeps_weights() == "adapters" and ev.step < stage.steps
+                    and any(m.kind == "lora" for m in stage.mitigations))
         path = save_checkpoint(self.run.stage_dir(here.stage_index, stage.name), ev.step, self.model, {
             "stage": stage.name, "stage_index": here.stage_index, "global_step": here.global_step,
             "tokens": here.stage_tokens, "run_tokens": here.run_tokens, "config_hash": cfg.hash(),
             "prefix_hash": cfg.prefix_hash(here.stage_index + 1), "code_hash": code_hash(),
             "parent": pos.checkpoint,
-        })
+        }, base=_stage_start(self.run, cfg, here.stage_index) if adapters else None)
         here.checkpoint = str(path.relative_to(self.run.root))
         anchors = []
         if here.global_step == 0:
@@ -322,7 +324,8 @@ class _Checkpointer:
 def _drop_weights(directory: Path, cfg: ExperimentConfig, index: int, latest: Path) -> None:
     """Delete the weights of this stage's checkpoints that ``cfg.retention`` does not keep, once a
     later checkpoint's resume state is on disk (a run killed before that resumes from them). Their
-    JSON and internals artifacts stay. A sweep over the directory, so nothing a kill left is missed."""
+    JSON, internals artifacts and (``adapters``) LoRA adapters stay. A sweep over the directory, so
+    nothing a kill left is missed."""
     mode = cfg.keeps_weights()
     if mode == "all":
         return
@@ -331,7 +334,7 @@ def _drop_weights(directory: Path, cfg: ExperimentConfig, index: int, latest: Pa
     if mode == "every":
         kept |= set(checkpoint_steps(stage)[cfg.retention.every - 1::cfg.retention.every])
     for path in directory.glob("step-*.safetensors"):
-        if path == latest or ".internals." in path.name:
+        if path == latest or not path.stem.removeprefix("step-").isdigit():  # internals, adapters
             continue
         if int(path.stem.removeprefix("step-")) not in kept:
             path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ is a ``CheckpointError`` naming the file and the key.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 def load_tensors(path: str | Path, require_hash: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, checked against the SHA-256 its header records (a file
     without one, written by other tools or before driftlab 0.8, is refused when ``require_hash``)."""
+    return _load_checked(path, require_hash)[0]
+
+
+def _load_checked(path: str | Path, require_hash: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     tensors, meta = read_tensors(path)
     recorded = meta.get(TENSORS_KEY)
     if recorded is None:
@@ -50,7 +55,7 @@ def load_tensors(path: str | Path, require_hash: bool = False) -> dict[str, torc
     elif tensors_sha256(tensors, meta) != recorded:
         raise CheckpointError(f"{path}: content does not match the SHA-256 recorded when it was written "
                               f"(changed on disk since)")
-    return tensors
+    return tensors, meta
 
 
 def tensors_hash(path: str | Path) -> str:
@@ -71,7 +76,8 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     if not path.is_file():
         if path.with_suffix(".json").is_file():
             raise CheckpointError(f"{path}: its weights were not kept (the run's retention.weights; `all` "
-                                  f"keeps every checkpoint's); its metrics and internals artifact are in the run")
+                                  f"keeps every checkpoint's, `adapters` a LoRA stage's adapters); its metrics "
+                                  f"and internals artifact are in the run")
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -108,19 +114,62 @@ def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``step-NNNNNNN.safetensors`` then its JSON; the JSON marks the checkpoint complete."""
+def adapter_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[list[Any]]]:
+    """The LoRA factors of every adapted layer — ``{layer}.{adapter}.lora_A`` (r, d_in) and
+    ``.lora_B`` (d_out, r), under the plain layer's name — and ``[layer, adapter, scaling,
+    fan_in_fan_out]`` for each: with the stage's start weights, all a checkpoint's weights."""
+    tensors, layers = {}, []
+    for name, module in _adapted(model).items():
+        for a in module.active_adapters:
+            tensors[f"{name}.{a}.lora_A"] = module.lora_A[a].weight.detach()
+            tensors[f"{name}.{a}.lora_B"] = module.lora_B[a].weight.detach()
+            layers.append([name, a, module.scaling[a], bool(module.fan_in_fan_out)])
+    return tensors, layers
+
+
+def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module, meta: dict[str, Any],
+                    base: Path | None = None) -> Path:
+    """Write ``step-NNNNNNN.safetensors`` then its JSON; the JSON marks the checkpoint complete.
+    ``base`` (the stage's start weights) on a model with LoRA adapters also writes the adapters alone
+    (``step-NNNNNNN.adapters.safetensors``, a few MB): the checkpoint stays loadable from them and
+    ``base`` once retention drops its full weights."""
     directory = Path(directory)
     weights = directory / f"{checkpoint_name(step)}.safetensors"
     save_tensors(weights, model_state(model))
     record = {**meta, "step": step, "weights": weights.name}
+    factors, layers = adapter_state(model) if base is not None else ({}, [])
+    if factors:
+        adapters = artifact_path(weights, "adapters")
+        save_tensors(adapters, factors, {"layers": json.dumps(layers)})
+        record |= {"adapters": adapters.name, "base": os.path.relpath(base, directory)}
     write_json(weights.with_suffix(".json"), {**record, "sha256": json_sha256(record)}, readonly=True)
     return weights
 
 
+def checkpoint_state(path: str | Path, require_hash: bool = False) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights, checked: its own file, or — where retention kept only a LoRA stage's
+    adapters — the stage's start weights plus each adapted layer's delta, computed as peft merges it
+    (``(B @ A) * scaling``), so the result equals the weights the full file held."""
+    path = Path(path)
+    if path.is_file() or not artifact_path(path, "adapters").is_file():
+        return load_tensors(path, require_hash)
+    record = read_meta(path)
+    if "base" not in record:
+        raise CheckpointError(f"{path.with_suffix('.json')}: base: missing (the adapters' start weights)")
+    state = checkpoint_state(path.parent / record["base"], require_hash)
+    factors, meta = _load_checked(artifact_path(path, "adapters"), require_hash)
+    deltas: dict[str, list[torch.Tensor]] = {}
+    for name, adapter, scaling, fan_in_fan_out in json.loads(meta["layers"]):
+        delta = factors[f"{name}.{adapter}.lora_B"] @ factors[f"{name}.{adapter}.lora_A"]
+        deltas.setdefault(f"{name}.weight", []).append((delta.T if fan_in_fan_out else delta) * scaling)
+    for key, parts in deltas.items():
+        state[key] = state[key] + sum(parts).to(state[key].dtype)
+    return state
+
+
 def load_weights(path: str | Path, model: torch.nn.Module, require_hash: bool = False) -> None:
     """Load weights into ``model`` in place, checking their hash and every name and shape."""
-    state = load_tensors(path, require_hash)
+    state = checkpoint_state(path, require_hash)
     own = model.state_dict()
     for name in [n for n in state if n not in own]:
         raise CheckpointError(f"{path}: {name}: not a parameter of this model (mismatched checkpoint)")
