@@ -158,6 +158,8 @@ def checkpoint_state(path: str | Path, require_hash: bool = False) -> dict[str, 
         raise CheckpointError(f"{path.with_suffix('.json')}: base: missing (the adapters' start weights)")
     state = checkpoint_state(path.parent / record["base"], require_hash)
     factors, meta = _load_checked(artifact_path(path, "adapters"), require_hash)
+    if "layers" not in meta:
+        raise CheckpointError(f"{artifact_path(path, 'adapters')}: no adapter layers recorded in its header")
     deltas: dict[str, list[torch.Tensor]] = {}
     for name, adapter, scaling, fan_in_fan_out in json.loads(meta["layers"]):
         delta = factors[f"{name}.{adapter}.lora_B"] @ factors[f"{name}.{adapter}.lora_A"]
