@@ -17,7 +17,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from driftlab.errors import DriftlabError
@@ -182,6 +189,157 @@ def run(
         t0 = time.perf_counter()
         console.print(f"report: {write_report(root)}")
         _add_timing(root, "report_s", time.perf_counter() - t0)
+
+
+class SweepEvents:
+    """The grid's progress: one bar over its tasks (done, running, failed, pending, elapsed, time
+    left at the pace so far) and a line per task that ends and per point judged."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.bar = progress, None
+        self.counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+
+    def _update(self, advance: int = 0) -> None:
+        c = self.counts
+        self.progress.update(self.bar, advance=advance, state=f"done {c['done']} · running {c['running']} · "
+                                                              f"failed {c['failed']} · pending {c['pending']}")
+
+    def start(self, sweep, tasks, skipped, backend, slots, threads) -> None:
+        runs = sum(1 for t in tasks if not t.prefix)
+        prefixes = len(tasks) - runs
+        self.progress.console.print(
+            f"sweep [bold]{sweep.name}[/]: {len(sweep.points)} points, {runs} runs to go"
+            + (f" ({skipped} complete)" if skipped else "") + (f", {prefixes} shared prefixes" if prefixes else "")
+            + f" · {backend}, {slots} at once, {threads} thread{'s' if threads > 1 else ''} each", highlight=False)
+        for p in sweep.points:
+            if p.error:
+                self.progress.console.print(f"[red]point {p.name}:[/] {escape(p.error)}", highlight=False,
+                                            soft_wrap=True)
+        self.counts["pending"] = len(tasks)
+        self.bar = self.progress.add_task("tasks", total=len(tasks) or 1, state="")
+        self._update()
+
+    def task_start(self, task) -> None:
+        self.counts["pending"] -= 1
+        self.counts["running"] += 1
+        self._update()
+
+    def task_end(self, task, ended, retry) -> None:
+        self.counts["running"] -= 1
+        what = f"prefix ({task.stop_after} stages of {task.arm} seed {task.seed})" if task.prefix else task.id
+        if ended.ok:
+            self.counts["done"] += 1
+            self.progress.console.print(f"  [green]done[/] {what} ({ended.seconds:.0f} s)", highlight=False)
+        else:
+            note = f"; retry {task.attempts}" if retry else ""
+            self.progress.console.print(f"  [red]failed[/] {what}{note}: {escape(str(ended.error))}",
+                                        highlight=False, soft_wrap=True)
+            self.counts["pending" if retry else "failed"] += 1
+        self._update(0 if retry else 1)
+
+    def point_done(self, point, verdict) -> None:
+        outcome = f": {verdict.outcome}" if verdict is not None else ""
+        self.progress.console.print(f"[bold]point {point.name}[/] complete{outcome}", highlight=False)
+
+
+@app.command()
+@friendly
+def sweep(
+    source: Annotated[Path, typer.Argument(help="a sweep file, or a sweep directory to continue")],
+    backend: Annotated[str, typer.Option(help="local (worker processes) or ray")] = "local",
+    workers: Annotated[int | None, typer.Option(min=1, help="tasks at once (default local: cores / 2; ray: the "
+                                                            "cluster's CPUs / CPUs per run)")] = None,
+    address: Annotated[str | None, typer.Option(help="ray: join this cluster (auto, or host:port); default: "
+                                                     "start a local one")] = None,
+    out: Annotated[Path | None, typer.Option(help="sweep directory (default: runs/<name>-<timestamp>)")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="times a failed task is tried again")] = 1,
+    cache: Annotated[bool, typer.Option(help="share stage prefixes through the prefix cache")] = True,
+    report: Annotated[bool, typer.Option(help="write report.html at the end")] = True,
+) -> None:
+    """Run a grid of experiments (a sweep file: a base and axes over config keys) on local worker
+    processes or a Ray cluster; again on the same directory, it skips what is complete and resumes
+    what was killed."""
+    from driftlab.experiments.prefix import default_cache
+    from driftlab.runs.rundir import RunDir
+    from driftlab.sweep.backends import LocalBackend, RayBackend
+    from driftlab.sweep.driver import run_sweep
+    from driftlab.sweep.spec import load_sweep
+
+    if backend not in ("local", "ray"):
+        raise DriftlabError(f"--backend {backend}: choose local or ray")
+    if address is not None and backend != "ray":
+        raise DriftlabError("--address joins a Ray cluster: add --backend ray")
+    grid = load_sweep(source)
+    if source.is_dir():
+        if out is not None and out.resolve() != source.resolve():
+            raise DriftlabError(f"{source} is a sweep directory: it continues in place (drop --out)")
+        root = source
+    elif out is not None:
+        root = out
+    else:
+        root = RunDir.create("runs", grid.name).root
+    cores = os.cpu_count() or 1
+    if backend == "local":
+        cpus = grid.resources.cpus
+        n = workers or max(1, cores // (cpus or 2))
+        threads = cpus or max(1, cores // n)
+        if n * threads > cores:
+            n = max(1, cores // threads)
+            console.print(f"--workers: {n} at once ({threads} threads each on {cores} cores: never more threads "
+                          f"than cores)", highlight=False)
+        runner = LocalBackend(n, threads, root / "logs")
+    else:
+        runner = RayBackend(workers, grid.resources.cpus, grid.resources.gpus, address)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[state]}"),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        result = run_sweep(grid, root, runner, default_cache() if cache else None, retries, SweepEvents(progress))
+    console.print(f"sweep {root}: {result.points_done} of {len(grid.points)} points complete "
+                  f"({result.wall_s:.0f} s)", highlight=False)
+    if report:
+        from driftlab.sweep.report import write_sweep_report
+
+        console.print(f"report: {write_sweep_report(root)}")
+    if result.failures:
+        table = Table(title="Failed", title_justify="left")
+        for col in ("point", "task", "tries", "error"):
+            table.add_column(col)
+        for f in result.failures:
+            table.add_row(str(f["point"]), str(f["task"] or "config"), str(f["attempts"]), escape(str(f["error"])))
+        err_console.print(table)
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def query(
+    path: Annotated[Path, typer.Argument(help="a run, experiment or sweep directory")],
+    sql: Annotated[str, typer.Argument(help="SQL over the views metrics and verdicts")],
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON (one object per row)")] = False,
+) -> None:
+    """DuckDB over every metrics.parquet under PATH, read where it lies: a view `metrics` (with a
+    sweep's axis values as columns) and a view `verdicts` (one row per point's claim)."""
+    from driftlab.sweep.query import connect, run_query
+
+    if csv and json_:
+        raise DriftlabError("--csv and --json: choose one")
+    header, rows = run_query(connect(path), sql)
+    if csv:
+        import csv as csv_
+
+        writer = csv_.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(rows)
+    elif json_:
+        print(json.dumps([dict(zip(header, r)) for r in rows], default=str))
+    else:
+        table = Table()
+        for col in header:
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in r))
+        console.print(table)
 
 
 def _add_timing(root: Path, key: str, seconds: float) -> None:

@@ -7,6 +7,7 @@ unknown keys, so a typo is an error that names the file and the key.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -950,6 +951,18 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+SetItem = str | tuple[str, str, Any]  # "key.path=value" (--set), or (origin, key, value) from a file (a sweep)
+
+
+def set_item(item: SetItem) -> tuple[str, Any, str]:
+    """(key, value, origin) of a ``--set`` string or of an (origin, key, value) override."""
+    if isinstance(item, tuple):
+        origin, key, value = item
+        return key, copy.deepcopy(value), origin
+    key, value = parse_set(item)
+    return key, value, f"--set {item}"
+
+
 def parse_set(item: str) -> tuple[str, Any]:
     """``a.b.0.c=value`` → (``a.b.0.c``, YAML-parsed value)."""
     key, sep, raw = item.partition("=")
@@ -990,7 +1003,7 @@ def set_path(data: dict[str, Any], key: str, value: Any, origin: str) -> str:
 
 
 def load_config(
-    source: str | None = None, sets: list[str] | None = None, quick: bool = False,
+    source: str | None = None, sets: list[SetItem] | None = None, quick: bool = False,
     overrides: dict[str, Any] | None = None, arm: str | None = None,
 ) -> ExperimentConfig:
     """One run's config: the file, then (for an experiment with arms) ``arm``'s overrides, then the
@@ -1008,7 +1021,7 @@ def load_config(
     return build_config(data, str(path), layers, sets, quick, overrides)
 
 
-def build_config(data: dict[str, Any], origin: str, layers: list[tuple[str, Any]], sets: list[str] | None = None,
+def build_config(data: dict[str, Any], origin: str, layers: list[tuple[str, Any]], sets: list[SetItem] | None = None,
                  quick: bool = False, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """``data`` with each layer of dotted-key overrides (``(where, {key: value})``, e.g. an arm's) in
     turn, then its ``quick:`` block, ``overrides`` and ``--set`` items; validated, and an error names
@@ -1025,8 +1038,8 @@ def build_config(data: dict[str, Any], origin: str, layers: list[tuple[str, Any]
     for key, value in (overrides or {}).items():
         origins[set_path(data, key, value, "override")] = "override"
     for item in sets or []:
-        key, value = parse_set(item)
-        origins[set_path(data, key, value, f"--set {item}")] = f"--set {item}"
+        key, value, where = set_item(item)
+        origins[set_path(data, key, value, where)] = where
     real = data.get("real_model") or {}
     model = _model_shorthand(data.get("model"))
     if real and isinstance(model, dict) and model.get("kind") == "hf":
@@ -1040,8 +1053,8 @@ def build_config(data: dict[str, Any], origin: str, layers: list[tuple[str, Any]
             for key, value in items.items():
                 origins[set_path(data, str(key), value, where)] = where
         for item in sets or []:  # the user's --set wins over the preset's real-model block
-            key, value = parse_set(item)
-            origins[set_path(data, key, value, f"--set {item}")] = f"--set {item}"
+            key, value, where = set_item(item)
+            origins[set_path(data, key, value, where)] = where
     _relative_to_file(data, Path(origin).parent if Path(origin).is_file() else None, origins)
     return validate_config(data, origin, origins)
 

@@ -121,24 +121,32 @@ def default_threads() -> int:
 
 def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None,
             on_step: Callable[[int, int, float], None] | None = None,
-            on_stage_end: Callable[[int], None] | None = None) -> None:
+            on_stage_end: Callable[[int], None] | None = None, stop_after: int | None = None) -> None:
     """Run (or continue) every stage; mark the run complete only at the very end. ``on_stage_end``
-    is called with a stage's index once its last checkpoint and resume state are on disk."""
+    is called with a stage's index once its last checkpoint and resume state are on disk. With
+    ``stop_after`` k < the number of stages, only the first k stages: the run is left ``stopped``
+    at that boundary, and continues from there exactly as a run killed there would."""
     reporter = reporter or SilentReporter()
     torch.set_num_threads(cfg.threads or default_threads())
+    stop = len(cfg.stages) if stop_after is None else stop_after
+    if not 0 < stop <= len(cfg.stages):
+        raise ValueError(f"stop_after {stop_after}: the run has {len(cfg.stages)} stages")
     with exclusive(run.root):  # before the status: another live process's run is not ours to mark
         try:
-            _execute(run, cfg, reporter, on_step, on_stage_end)
+            _execute(run, cfg, reporter, on_step, on_stage_end, stop)
         except BaseException as e:
             run.set_status("failed", name=cfg.name, seed=cfg.seed, error=f"{type(e).__name__}: {e}")
             raise
-        run.set_status("complete", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash(),
-                       disk_bytes=disk_usage(run.root))
+        if stop < len(cfg.stages):
+            run.set_status("stopped", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash(), stages_done=stop)
+        else:
+            run.set_status("complete", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash(),
+                           disk_bytes=disk_usage(run.root))
 
 
 def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
              on_step: Callable[[int, int, float], None] | None,
-             on_stage_end: Callable[[int], None] | None) -> None:
+             on_stage_end: Callable[[int], None] | None, stop: int) -> None:
     started = time.perf_counter()
     run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
     _check_objectives(run, cfg)
@@ -150,7 +158,7 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
     if pos.checkpoint is not None:
         _restore_anchors(run, cfg, model, suite, pos)
     cotrain_after = cfg.reference_index() if cfg.measure.cotrain else len(cfg.stages)
-    for index in range(pos.stage_index, len(cfg.stages)):
+    for index in range(pos.stage_index, stop):
         stage = cfg.stages[index]
         if state.pos.step >= stage.steps and state.pos.checkpoint is not None:  # finished before the run was killed
             state.pos = state.pos.next_stage()

@@ -44,13 +44,14 @@ from driftlab.config import (
     ClaimSpec,
     ExperimentConfig,
     SelfProbeSpec,
+    SetItem,
     Strict,
     build_config,
     load_config,
-    parse_set,
     read_yaml,
     resolve_source,
     run_record,
+    set_item,
     set_path,
     validate_config,
     validation_message,
@@ -132,7 +133,7 @@ def is_resolved(raw: dict[str, Any]) -> bool:
                                                          for a in arms.values())
 
 
-def load_experiment(source: str | None = None, sets: list[str] | None = None, quick: bool = False,
+def load_experiment(source: str | None = None, sets: list[SetItem] | None = None, quick: bool = False,
                     seed: int | None = None, seeds: int | None = None) -> Experiment:
     """Expand a preset name or YAML file into its arms; ``seeds`` (``--seeds``) overrides the file.
 
@@ -171,7 +172,7 @@ def load_experiment(source: str | None = None, sets: list[str] | None = None, qu
                       [first.seed + i for i in range(first.seeds)], arms, first.self_probe)
 
 
-def _load_scenarios(path: Path, raw: dict[str, Any], sets: list[str], quick: bool,
+def _load_scenarios(path: Path, raw: dict[str, Any], sets: list[SetItem], quick: bool,
                     overrides: dict[str, Any]) -> Experiment:
     """Every arm on every scenario: the scenario's preset and arm, its ``set``, then the arm's
     overrides, then the ``quick:`` blocks (the preset's, then this file's), ``--seed(s)`` and
@@ -330,7 +331,7 @@ def _check_self_probe(spec: SelfProbeSpec | None, arms: dict[str, ExperimentConf
                           f"descendants)")
 
 
-def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool, seed: int | None,
+def _load_resolved(path: Path, raw: dict[str, Any], sets: list[SetItem], quick: bool, seed: int | None,
                    seeds: int | None) -> Experiment:
     """A resolved experiment file: the top level strictly, each arm as a whole run config (before
     and after ``--quick`` and ``--set``), the claim against the arms; then the seed overrides."""
@@ -353,9 +354,9 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[str], quick: bool
                 set_path(data, key, value, f"{origin}.quick")
                 origins[key] = f"{origin}.quick"
         for item in sets:
-            key, value = parse_set(item)
-            set_path(data, key, value, f"--set {item}")
-            origins[key] = f"--set {item}"
+            key, value, where = set_item(item)
+            set_path(data, key, value, where)
+            origins[key] = where
         arms[arm] = validate_config(data, origin, origins)
     _check_claim(top.claim, base_arms(list(arms), top.scenarios, str(path)), str(path), top.self_probe,
                  top.scenarios)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from driftlab.config import dump_config
+from driftlab.config import ExperimentConfig, dump_config
 from driftlab.errors import DataError
 from driftlab.experiments.claims import Verdict, evaluate
 from driftlab.experiments.prefix import PrefixCache, PrefixHit
@@ -38,10 +38,16 @@ from driftlab.runs.rundir import RunDir, exclusive
 
 def new_experiment(exp: Experiment, out: str | Path | None = None, base: str | Path = "runs") -> Path:
     root = RunDir.create(base, exp.name, out).root
+    new_experiment_files(root, exp)
+    return root
+
+
+def new_experiment_files(root: Path, exp: Experiment) -> None:
+    """An experiment directory's record: the resolved experiment, provenance, status running."""
+    root.mkdir(parents=True, exist_ok=True)
     write_text(root / "experiment.yaml", exp.dump())
     write_json(root / "provenance.json", provenance())
     write_json(root / "status.json", {"state": "running", "kind": "experiment", "name": exp.name})
-    return root
 
 
 def run_dir(root: Path, arm: str, seed: int) -> RunDir:
@@ -72,20 +78,43 @@ def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | N
     started = time.perf_counter()
     try:
         for i, (arm, seed, cfg) in enumerate(runs):
-            run = run_dir(root, arm, seed)
-            if (run.root / "status.json").exists() and run.status().get("state") == "complete":
-                events.run_done(arm, seed, skipped=True)
-                continue
-            run.root.mkdir(parents=True, exist_ok=True)
-            run.write_config(dump_config(cfg))
-            reporter = events.run_start(arm, seed, i, len(runs), run)
-            if cache is not None:
-                hit = cache.seed(run, cfg)
-                if hit is not None:
-                    events.prefix_hit(hit)
-            store = (lambda index, run=run, cfg=cfg: cache.store(run, cfg, index)) if cache is not None else None
-            execute(run, cfg, reporter, on_step, store)
-            events.run_done(arm, seed, skipped=False)
+            run_one(root, arm, seed, cfg, cache, events, i, len(runs), on_step)
+    except BaseException as e:
+        write_json(root / "status.json", {"state": "failed", "kind": "experiment", "name": exp.name,
+                                          "error": f"{type(e).__name__}: {e}"})
+        raise
+    return finish_experiment(root, exp, time.perf_counter() - started)
+
+
+def run_one(root: Path, arm: str, seed: int, cfg: ExperimentConfig, cache: PrefixCache | None,
+            events: Events | None = None, index: int = 0, total: int = 1,
+            on_step: Callable[[int, int, float], None] | None = None, stop_after: int | None = None) -> bool:
+    """Run (or continue) one arm × seed of the experiment in ``root``: nothing if it is complete,
+    else from the longest sound cached prefix (a fresh run) or its own last checkpoint. With
+    ``stop_after`` k, only its first k stages (a sweep's shared prefix): the run is left resumable
+    at that stage boundary. Returns whether it trained anything."""
+    events = events or Events()
+    run = run_dir(root, arm, seed)
+    if (run.root / "status.json").exists() and run.status().get("state") == "complete":
+        events.run_done(arm, seed, skipped=True)
+        return False
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.write_config(dump_config(cfg))
+    reporter = events.run_start(arm, seed, index, total, run)
+    if cache is not None:
+        hit = cache.seed(run, cfg)
+        if hit is not None:
+            events.prefix_hit(hit)
+    store = (lambda index, run=run, cfg=cfg: cache.store(run, cfg, index)) if cache is not None else None
+    execute(run, cfg, reporter, on_step, store, stop_after=stop_after)
+    events.run_done(arm, seed, skipped=False)
+    return True
+
+
+def finish_experiment(root: Path, exp: Experiment, wall_s: float = 0.0) -> Verdict | None:
+    """Once every run is complete: the combined metrics, the verdict, the timings, and the
+    experiment marked complete (the last write)."""
+    try:
         t0 = time.perf_counter()
         combine_metrics(root, exp)
         t1 = time.perf_counter()
@@ -93,7 +122,7 @@ def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | N
         if verdict is not None:
             write_json(root / "verdict.json", verdict.record())
         write_timings(root, exp, {"combine_s": t1 - t0, "verdict_s": time.perf_counter() - t1,
-                                  "wall_s": time.perf_counter() - started})
+                                  "wall_s": wall_s + time.perf_counter() - t0})
     except BaseException as e:
         write_json(root / "status.json", {"state": "failed", "kind": "experiment", "name": exp.name,
                                           "error": f"{type(e).__name__}: {e}"})
