@@ -151,8 +151,8 @@ class RayBackend:
             env = {"env_vars": {"HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}}
             try:
                 if address is None:
-                    ray.init(include_dashboard=False, log_to_driver=False, runtime_env=env,
-                             logging_level="ERROR", configure_logging=False)
+                    ray.init(include_dashboard=False, log_to_driver=False, runtime_env=env, logging_level="ERROR",
+                             object_store_memory=256 * 1024**2)  # tasks pass paths, not tensors
                 else:
                     ray.init(address=address, log_to_driver=False, runtime_env=env, logging_level="ERROR")
             except (ConnectionError, RuntimeError, ValueError) as e:

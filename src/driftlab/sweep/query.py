@@ -49,6 +49,11 @@ def _typed(labels: list[str]) -> list[Any]:
     return labels
 
 
+def _duck_type(values: list[Any]) -> str:
+    return "BIGINT" if all(isinstance(x, int) for x in values) else \
+        "DOUBLE" if all(isinstance(x, int | float) for x in values) else "VARCHAR"
+
+
 def sources(path: Path) -> tuple[list[Path], list[tuple[dict[str, str], Path]], bool]:
     """(metrics files, (axis values, experiment directory) of each experiment, whether a sweep)."""
     from driftlab.sweep.driver import sweep_points
@@ -78,8 +83,13 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
         # hive partitioning reads every key=value folder in the path: keep only the sweep's own axes
         outside = sorted({part.split("=", 1)[0] for part in Path(path).resolve().parts if "=" in part})
         drop = f" exclude ({', '.join(map(_quote, outside))})" if outside else ""
+        labels: dict[str, list[str]] = {}
+        for values, _ in experiments:
+            for axis, label in values.items():
+                labels.setdefault(axis, []).append(label)
+        types = ", ".join(f"{_sql_str(a)}: '{_duck_type(_typed(v))}'" for a, v in labels.items())
         con.execute(f"create view metrics as select *{drop} from read_parquet({listed}, hive_partitioning=true, "
-                    f"union_by_name=true)")
+                    f"hive_types={{{types}}}, union_by_name=true)")
     else:
         con.execute(f"create view metrics as select * from read_parquet({listed}, union_by_name=true)")
     con.register("_verdicts", _verdict_table(experiments))
@@ -105,9 +115,8 @@ def _verdict_table(experiments: list[tuple[dict[str, str], Path]]) -> pa.Table:
                      "confidence": v.get("confidence"),
                      "interval": interval if isinstance(interval, str) else json.dumps(interval),
                      "tests": json.dumps(v.get("tests", [])), "numbers": json.dumps(v.get("numbers", {}))})
-    fields = [pa.field(a, pa.int64() if all(isinstance(x, int) for x in typed[a]) else
-                       pa.float64() if all(isinstance(x, int | float) for x in typed[a]) else pa.string())
-              for a in axes]
+    arrow = {"BIGINT": pa.int64(), "DOUBLE": pa.float64(), "VARCHAR": pa.string()}
+    fields = [pa.field(a, arrow[_duck_type(typed[a])]) for a in axes]
     fields += [pa.field(n, t) for n, t in (("point", pa.string()), ("claim", pa.string()), ("outcome", pa.string()),
                                            ("seeds", pa.int64()), ("confidence", pa.float64()),
                                            ("interval", pa.string()), ("tests", pa.string()),
