@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -232,3 +233,30 @@ def test_killed_worker_and_killed_driver_resume_to_the_rows_of_an_uninterrupted_
     assert json.loads(verdicts.stdout) == [{"claim": "reversion", "outcome": json.loads(
         (point / "verdict.json").read_text())["outcome"], "seeds": 1}]
 
+
+
+def test_the_sweep_report_renders_every_point_and_a_figure_per_axis(grid, tmp_path):
+    from tests.report.test_report import render
+
+    _, root, result = grid
+    assert f"report: {root / 'report.html'}" in result.stdout.replace("\n", "")
+    page = root / "report.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text and "<script" not in text  # self-contained
+    dom, shot = render(page, tmp_path)
+    table = dom[dom.index('id="grid"'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 1 + 6  # a header and every point, the two the config rejected included
+    assert table.count("config error: ") == 2 and table.count(">complete<") == 4  # no claim: no verdict
+    for point in GOOD:  # each sound point's assistant bits at its end, as driftlab query gives them
+        lr, seed = (v.split("=")[1] for v in point.split("/"))
+        end = rows(root / point / "metrics.parquet")
+        last = max(r["global_step"] for r in end)
+        value = next(r["value"] for r in end if r["global_step"] == last and r["metric"] == "bits_aligned"
+                     and r["context"] == "assistant" and r["domain"] == "all" and r["split"] == "all")
+        assert f"<td>{lr}</td><td>{seed}</td><td>complete</td><td>{value:+.2f}</td>" in table
+    # bits and capability against lr (the seed axis is pooled: intervals over its two seeds)
+    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", dom)) == 2
+    assert "bits aligned (assistant) vs lr" in dom and "vs seed" not in dom
+    ink = (shot.mean(axis=2) < 0.9).mean()
+    assert shot.std() > 0.05 and ink > 0.01, (shot.std(), ink)  # a table and two figures, not a blank page

@@ -55,7 +55,7 @@ def end_values(con, axes: list[str], spec: dict[str, Any]) -> dict[tuple, list[f
     return out
 
 
-def _figure(axis: str, labels: list[str], others: list[str], series: dict[tuple, list[float]], axes: list[str],
+def _figure(axis: str, labels: list[str], series: dict[tuple, list[float]], axes: list[str],
             title: str) -> bytes | None:
     import matplotlib
 
@@ -82,10 +82,11 @@ def _figure(axis: str, labels: list[str], others: list[str], series: dict[tuple,
         err = np.vstack([m - lo, hi - m])
         err = np.where(np.isfinite(err), err, 0.0)
         ax.errorbar(x, m, yerr=err, marker="o", capsize=3, label=" ".join(rest))
-    if not numeric:
-        ax.set_xticks(xs, labels)
-    elif len(xs) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 20:
+    if numeric and len(xs) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 20:
         ax.set_xscale("log")
+    if not numeric or len(xs) <= 8:  # each value of the axis, as the sweep file wrote it
+        ax.set_xticks(xs, labels)
+        ax.minorticks_off()
     ax.set_xlabel(axis)
     ax.set_ylabel(title)
     ax.grid(alpha=0.3)
@@ -120,6 +121,8 @@ def build_sweep_report(root: Path) -> str:
     specs = (sweep.report or {}).get("metrics") or DEFAULT_METRICS
     series = [(s, end_values(con, axes, s)) for s in specs]
     series = [(s, v) for s, v in series if v]
+    plot_axes = [a for a in axes if a != "seed"]  # a seed axis is replication: pooled in the figures
+    pooled = [(s, end_values(con, plot_axes, s)) for s, _ in series]
     arms = sorted({k[-1] for _, v in series for k in v})
     rows = []
     for values, where in sweep_points(root):
@@ -142,8 +145,8 @@ def build_sweep_report(root: Path) -> str:
     header = [*axes, "verdict", *(f"{s.get('label', s['metric'])} · {arm}" for s, _ in series for arm in arms)]
     figures = "".join(
         f"<h3>{html.escape(s.get('label', s['metric']))} vs {html.escape(a)}</h3>"
-        + _img(_figure(a, order[a], [], vals, axes, s.get("label", s["metric"])), f"{s['metric']} vs {a}")
-        for s, vals in series for a in axes)
+        + _img(_figure(a, order[a], vals, plot_axes, s.get("label", s["metric"])), f"{s['metric']} vs {a}")
+        for s, vals in pooled for a in plot_axes)
     desc = html.escape(sweep.description)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>driftlab sweep: {html.escape(sweep.name)}</title>
@@ -156,7 +159,8 @@ state: {html.escape(str(status.get('state', 'unknown')))}. Each point is an expe
 <p class="muted">At the last checkpoint of each arm; mean over seeds [95% t interval over seeds].</p>
 <div class="grid">{_table(header, rows)}</div>
 <h2>Against each axis</h2>
-<p class="muted">Mean over seeds with 95% t intervals; one line per arm and value of the other axes.</p>
+<p class="muted">Mean over seeds (a <code>seed</code> axis pooled) with 95% t intervals; one line per arm and
+value of the other axes.</p>
 {figures}
 <h2>Sweep file</h2><pre>{html.escape(sweep.text)}</pre>
 </body></html>"""
