@@ -481,6 +481,7 @@ def main() -> None:
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--no-run", action="store_true", help="skip timing the default driftlab run")
     ap.add_argument("--no-real", action="store_true", help="skip the real-model (SmolLM2) rows")
+    ap.add_argument("--no-sweep", action="store_true", help="skip timing the 8-point sweep (local 1 vs 2 workers, Ray)")
     ap.add_argument("--read", type=Path, default=None,
                     help="print the breakdown of this finished experiment instead of running the default one")
     args = ap.parse_args()
@@ -517,6 +518,10 @@ def main() -> None:
     if not args.no_real:
         lora_speed(args.reps)
         sampling_speed(args.reps)
+    if not args.no_sweep:
+        from sweep_bench import main as sweep_bench
+
+        sweep_bench()
     if not args.no_run:
         report_run(None)
 

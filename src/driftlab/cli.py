@@ -245,7 +245,8 @@ class SweepEvents:
 @app.command()
 @friendly
 def sweep(
-    source: Annotated[Path, typer.Argument(help="a sweep file, or a sweep directory to continue")],
+    source: Annotated[Path, typer.Argument(help="a sweep file or preset (elasticity), or a sweep directory to "
+                                                "continue")],
     backend: Annotated[str, typer.Option(help="local (worker processes) or ray")] = "local",
     workers: Annotated[int | None, typer.Option(min=1, help="tasks at once (default local: cores / 2; ray: the "
                                                             "cluster's CPUs / CPUs per run)")] = None,
@@ -255,6 +256,7 @@ def sweep(
     retries: Annotated[int, typer.Option(min=0, help="times a failed task is tried again")] = 1,
     cache: Annotated[bool, typer.Option(help="share stage prefixes through the prefix cache")] = True,
     report: Annotated[bool, typer.Option(help="write report.html at the end")] = True,
+    quick: Annotated[bool, typer.Option("--quick", help="every point at its base's quick size")] = False,
 ) -> None:
     """Run a grid of experiments (a sweep file: a base and axes over config keys) on local worker
     processes or a Ray cluster; again on the same directory, it skips what is complete and resumes
@@ -269,7 +271,9 @@ def sweep(
         raise DriftlabError(f"--backend {backend}: choose local or ray")
     if address is not None and backend != "ray":
         raise DriftlabError("--address joins a Ray cluster: add --backend ray")
-    grid = load_sweep(source)
+    if quick and source.is_dir():
+        raise DriftlabError(f"{source} is a sweep directory: it continues as it started (drop --quick)")
+    grid = load_sweep(source, quick)
     if source.is_dir():
         if out is not None and out.resolve() != source.resolve():
             raise DriftlabError(f"{source} is a sweep directory: it continues in place (drop --out)")
@@ -296,6 +300,11 @@ def sweep(
         result = run_sweep(grid, root, runner, default_cache() if cache else None, retries, SweepEvents(progress))
     console.print(f"sweep {root}: {result.points_done} of {len(grid.points)} points complete "
                   f"({result.wall_s:.0f} s)", highlight=False)
+    if grid.analysis is not None and result.points_done:
+        from driftlab.sweep.analyses import run_analysis
+
+        _print_trends(run_analysis(grid, root))
+        console.print(f"analysis: {root / 'analysis.json'}")
     if report:
         from driftlab.sweep.report import write_sweep_report
 
@@ -308,6 +317,18 @@ def sweep(
             table.add_row(str(f["point"]), str(f["task"] or "config"), str(f["attempts"]), escape(str(f["error"])))
         err_console.print(table)
         raise typer.Exit(1)
+
+
+def _print_trends(result: dict) -> None:
+    table = Table(title=f"{result['analysis']}: trends over each axis ({result['method']})", title_justify="left")
+    for col in ("axis", "read-out", "slope per doubling", "95% interval", "seeds"):
+        table.add_column(col, justify="left" if col in ("axis", "read-out") else "right")
+    for t in result["trends"]:
+        unit = " (log2)" if t["log2"] else ""
+        cell = "-" if t["slope"] != t["slope"] else f"{t['slope']:+.3f}{unit}"
+        ci = "-" if t["lo"] != t["lo"] else f"[{t['lo']:+.3f}, {t['hi']:+.3f}]"
+        table.add_row(f"{t['axis']} ({t['over']})", t["label"], cell, ci, str(t["seeds"]))
+    console.print(table)
 
 
 @app.command()

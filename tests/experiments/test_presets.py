@@ -83,7 +83,7 @@ def check(name: str, con, arms: list[str]) -> None:
         assert read == measured and set(read) == set(arms)
     if name == "mitigations":  # every scenario's loss-adding arms paid their loss; the baselines none
         losses = dict(q("select arm, max(value) from m where metric = 'mitigation_loss' group by arm"))
-        for scenario in ("reversion", "emergent", "trojan", "reward-hacking"):
+        for scenario in QUICK_SCENARIOS:
             assert {f"{scenario}.{a}" for a in ("kl_to_reference", "projection_penalty", "cotrained_probe")} <= set(losses)
             assert f"{scenario}.none" not in losses
         triggered = {r[0] for r in q("select distinct arm from m where context = 'triggered'")}
@@ -92,11 +92,18 @@ def check(name: str, con, arms: list[str]) -> None:
         assert q("select count(*) from m where arm = 'reward-hacking.replay_pretraining' and metric = 'rl_reward'")[0][0]
 
 
+# the bake-off on two of its four scenarios (its 36 arms were the suite's longest test, ~9 minutes):
+# the two whose mitigations no other test runs (the poisoned mixture's trigger, rl with replay);
+# reversion's and emergent's arms are the same mitigations on stages their own presets test
+QUICK_SCENARIOS = ["trojan", "reward-hacking"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PRESETS)
 def test_quick_preset_ends_with_a_verdict_and_a_report(name, tmp_path):
     out = tmp_path / name
-    result = run_cli("run", name, "--quick", "--out", str(out), timeout=1200)
+    only = ["--scenarios", ",".join(QUICK_SCENARIOS)] if name == "mitigations" else []
+    result = run_cli("run", name, "--quick", "--out", str(out), *only, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["claim"] == name and verdict["outcome"] in (
@@ -115,7 +122,8 @@ def test_quick_preset_ends_with_a_verdict_and_a_report(name, tmp_path):
                                     if t["lo"] == t["lo"])
     con = duckdb.connect()
     con.execute(f"create view m as select * from '{out / 'metrics.parquet'}'")
-    arms = list(load_experiment(name, quick=True).arms)
+    exp = load_experiment(name, quick=True)
+    arms = [a for a in exp.arms if name != "mitigations" or a.partition(".")[0] in QUICK_SCENARIOS]
     assert {r[0] for r in con.execute("select distinct arm from m").fetchall()} == set(arms)
     check(name, con, arms)
     dom, shot = render(out / "report.html", tmp_path)

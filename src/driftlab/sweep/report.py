@@ -147,6 +147,7 @@ def build_sweep_report(root: Path) -> str:
         f"<h3>{html.escape(s.get('label', s['metric']))} vs {html.escape(a)}</h3>"
         + _img(_figure(a, order[a], vals, plot_axes, s.get("label", s["metric"])), f"{s['metric']} vs {a}")
         for s, vals in pooled for a in plot_axes)
+    analysis = _analysis_html(root, sweep, plot_axes, order)
     desc = html.escape(sweep.description)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>driftlab sweep: {html.escape(sweep.name)}</title>
@@ -162,6 +163,7 @@ state: {html.escape(str(status.get('state', 'unknown')))}. Each point is an expe
 <p class="muted">Mean over seeds (a <code>seed</code> axis pooled) with 95% t intervals; one line per arm and
 value of the other axes.</p>
 {figures}
+{analysis}
 <h2>Sweep file</h2><pre>{html.escape(sweep.text)}</pre>
 </body></html>"""
 
@@ -171,3 +173,75 @@ def write_sweep_report(root: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else root / "report.html"
     write_text(out, build_sweep_report(root))
     return out
+
+
+def _cell(v: Any, digits: int = 2) -> str:
+    if not isinstance(v, list):
+        return "-" if v is None else str(v)
+    m, lo, hi = (math.nan if x is None else x for x in v)
+    if m != m:
+        return "-"
+    return f"{m:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo == lo else "")
+
+
+def _analysis_html(root: Path, sweep, axes: list[str], order: dict[str, list[str]]) -> str:
+    """The sweep's analysis (``analysis.json``): each point's read-outs and the trends over each axis."""
+    path = root / "analysis.json"
+    if not path.exists():
+        return ""
+    from driftlab.sweep.analyses import TRENDS
+
+    a = read_json(path, DataError, "unreadable")
+    keys = ["prior", "bayes_prior", "gain", "align_half_time", "half_time", "ratio", "front_share",
+            "misaligned_half_time", "misaligned_ratio", "benign_half_time", "benign_ratio", "benign_undone"]
+    rows = [[*(p.get(x) for x in axes), f"{p['tokens'] / 1e6:.2f}M", f"{p['params'] / 1e3:.0f}k",
+             f"{p['seeds']} ({p['censored']}, {p['benign_censored']} benign censored)", *(_cell(p.get(k)) for k in keys)]
+            for p in a["points"]]
+    trends = [[t["axis"], t["over"], t["label"], _cell([t["slope"], t["lo"], t["hi"]], 3), t["seeds"]]
+              for t in a["trends"]]
+    figures = ""
+    for key in ("ratio", "align_half_time", "half_time", "misaligned_ratio", "benign_ratio"):
+        for axis in axes:
+            series = {}
+            for p in a["points"]:
+                if p.get(key) and p[key][0] is not None:
+                    series[tuple(str(p.get(x)) for x in axes) + ("",)] = p[key]
+            png = _summary_figure(axis, order[axis], series, axes, TRENDS[key][0])
+            figures += f"<h3>{html.escape(TRENDS[key][0])} vs {html.escape(axis)}</h3>" + _img(png, f"{key} vs {axis}")
+    return (f"<h2 id='analysis'>Analysis: {html.escape(a['analysis'])}</h2><p class='muted'>Per point, mean over "
+            f"seeds [95% t interval]; a censored seed never undid half the gain (its half-time is the stage's "
+            f"length). Trends: {html.escape(a['method'])}.</p>"
+            + _table([*axes, "tokens", "parameters", "seeds", *keys], rows)
+            + "<h3>Trends (slope per doubling of the axis's size)</h3>"
+            + _table(["axis", "over", "read-out", "slope [95% interval]", "seeds"], trends) + figures)
+
+
+def _summary_figure(axis: str, labels: list[str], series: dict[tuple, list], axes: list[str], title: str):
+    """Like ``_figure``, from (mean, lo, hi) already computed over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from driftlab.report.plots import _png
+
+    k = axes.index(axis)
+    lines: dict[tuple, dict[str, list]] = {}
+    for key, v in series.items():
+        rest = tuple(f"{a}={x}" for a, x in zip(axes, key) if a != axis)
+        lines.setdefault(rest, {})[key[k]] = [math.nan if x is None else x for x in v]
+    if not lines:
+        return None
+    xs = list(range(len(labels)))
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for rest, pts in sorted(lines.items()):
+        x = [xs[i] for i, lab in enumerate(labels) if lab in pts]
+        m = np.array([pts[lab][0] for lab in labels if lab in pts])
+        err = np.array([[pts[lab][0] - pts[lab][1], pts[lab][2] - pts[lab][0]] for lab in labels if lab in pts]).T
+        ax.errorbar(x, m, yerr=np.where(np.isfinite(err), err, 0.0), marker="o", capsize=3, label=" ".join(rest))
+    ax.set_xticks(xs, labels)
+    ax.set_xlabel(axis)
+    ax.set_ylabel(title if len(title) < 40 else title[:38] + "…", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)

@@ -67,8 +67,11 @@ class SweepFile(Strict):
     set: dict[str, Any] = {}
     mode: Literal["product", "zip"] = "product"
     axes: dict[str, list[Any] | dict[str, Any]] = Field(min_length=1)
+    quick_axes: dict[str, list[Any] | dict[str, Any]] = Field(
+        {}, description="with quick: these axes' values instead (the same names and labels, smaller values)")
     resources: Resources = Field(default_factory=Resources)
     report: dict[str, Any] = Field({}, description="what the sweep report plots (see sweep.report)")
+    analysis: str | None = Field(None, description="a registered analysis of the whole grid (see sweep.analyses)")
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Sweep:
     points: list[Point]
     resources: Resources = field(default_factory=Resources)
     report: dict[str, Any] = field(default_factory=dict)
+    analysis: str | None = None
 
     def point_dir(self, root: Path, point: Point) -> Path:
         return Path(root).joinpath(*(f"{a}={v}" for a, v in point.values.items()))
@@ -188,14 +192,27 @@ def _paths_from(folder: Path, key: str, value: Any) -> Any:
     return value
 
 
-def load_sweep(source: str | Path) -> Sweep:
-    """A sweep file, checked, with every point's experiment resolved (or its error)."""
+PRESETS = Path(__file__).parent / "presets"
+
+
+def sweep_presets() -> list[Path]:
+    return sorted(PRESETS.glob("*.yaml"))
+
+
+def load_sweep(source: str | Path, quick: bool = False) -> Sweep:
+    """A sweep file (or a sweep preset's name, or a sweep directory), checked, with every point's
+    experiment resolved (or its error). ``quick`` applies the base's quick: block (``--quick``)."""
     path = Path(source)
     if path.is_dir():
         path = path / "sweep.yaml"
+    elif not path.exists() and (PRESETS / f"{source}.yaml").is_file():
+        path = PRESETS / f"{source}.yaml"
     if not path.is_file():
-        raise ConfigError(f"{path}: no such sweep file")
+        known = ", ".join(p.stem for p in sweep_presets())
+        raise ConfigError(f"{path}: no such sweep file (sweep presets: {known})")
     raw = read_yaml(path)
+    if quick:
+        raw = {**raw, "quick": True}
     try:
         top = SweepFile.model_validate(raw)
     except ValidationError as e:
@@ -204,6 +221,11 @@ def load_sweep(source: str | Path) -> Sweep:
     local = path.parent / base
     if local.suffix in (".yaml", ".yml") or local.is_dir():
         base = str(local / "experiment.yaml" if local.is_dir() else local)
+    if top.quick and top.quick_axes:
+        for name in top.quick_axes:
+            if name not in top.axes:
+                raise ConfigError(f"{path}: quick_axes.{name}: no axis {name!r} (axes: {', '.join(top.axes)})")
+        top = top.model_copy(update={"axes": {**top.axes, **top.quick_axes}})
     axes = _axes(top, path)
     fixed = [(f"{path}: set", k, _paths_from(path.parent, k, v)) for k, v in top.set.items()]
     try:  # the base with the shared overrides: the keys every axis may set
@@ -239,8 +261,13 @@ def load_sweep(source: str | Path) -> Sweep:
     name = top.name or path.stem
     if not NAME.match(name):
         raise ConfigError(f"{path}: name: {name!r} names the sweep's folder (letters, digits, _ . -)")
+    if top.analysis is not None:
+        from driftlab.sweep.analyses import ANALYSES
+
+        if top.analysis not in ANALYSES:
+            raise ConfigError(f"{path}: analysis: unknown analysis {top.analysis!r} (known: {', '.join(ANALYSES)})")
     return Sweep(name, " ".join(top.description.split()), path, _record(raw, name, base, path.parent), axes, points,
-                 top.resources, top.report)
+                 top.resources, top.report, top.analysis)
 
 
 def _record(raw: dict[str, Any], name: str, base: str, folder: Path) -> str:
