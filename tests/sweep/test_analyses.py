@@ -34,3 +34,60 @@ def test_trend_interval_over_seeds_keeps_its_coverage_at_three_seeds():
         _, lo, hi = interval(seed_slopes(groups, "tokens", "ratio", True, [0, 1, 2]))
         covered += lo <= truth <= hi
     assert 0.93 <= covered / trials <= 0.97, covered / trials
+
+
+def test_elasticity_read_outs_recover_known_half_times_from_a_metrics_table(tmp_path):
+    """Exponential curves with known rates, written as metric rows at the preset's checkpoints:
+    alignment rises from the prior with half-time ln2/0.05 (13.9 steps), training back to the prior
+    falls with half-time ln2/0.2 (3.5 steps); the read-outs (linear between checkpoints) recover
+    both to within the checkpoints' spacing, the ratio ~4, and a fall that is fast, then slow."""
+    import math
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from driftlab.config import ClaimSpec
+    from driftlab.experiments.claims import Measured, Rule, evaluate
+    from driftlab.experiments.spec import load_experiment
+    from driftlab.experiments.verdicts import elasticity_quantities
+    from driftlab.runs.metrics import SCHEMA
+    from driftlab.train.schedule import checkpoint_steps
+
+    exp = load_experiment("elasticity")
+    prior, aligned, bayes = 1.5, 3.0, 1.51
+    rows = []
+
+    def row(arm, seed, stage, step, metric, value):
+        rows.append({"run": "e", "arm": arm, "seed": seed, "stage": str(stage), "stage_index": stage, "step": step,
+                     "global_step": 1000 * stage + step, "tokens": 0, "metric": metric, "context": "assistant",
+                     "domain": "all", "split": "trained", "site": None, "value": value})
+
+    for arm, cfg in exp.arms.items():
+        for seed in exp.seeds:
+            row(arm, seed, 0, cfg.stages[0].steps, "bits_aligned", prior + 0.01 * seed)
+            row(arm, seed, 0, cfg.stages[0].steps, "bayes_bits", bayes)
+            for t in checkpoint_steps(cfg.stages[1]):
+                row(arm, seed, 1, t, "bits_aligned", prior + (aligned - prior) * (1 - math.exp(-0.05 * t)))
+            end = prior + (aligned - prior) * (1 - math.exp(-0.05 * cfg.stages[1].steps))
+            rate = {"to_prior": 0.2, "misaligned": 2.0, "benign": 0.004}[arm]
+            floor = {"to_prior": prior, "misaligned": -10.0, "benign": prior}[arm]
+            for t in checkpoint_steps(cfg.stages[2]):
+                row(arm, seed, 2, t, "bits_aligned", floor + (end - floor) * math.exp(-rate * t))
+    path = tmp_path / "metrics.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+    m, r = Measured(path, exp.arms), Rule(exp.claim)
+    q = elasticity_quantities(m, r, 0)
+    gain = q["gain"]
+    half_up = -math.log(1 - (gain / 2) / (aligned - prior)) / 0.05  # the true rising half-time
+    assert abs(q["align_half_time"] - half_up) < 3.0, (q["align_half_time"], half_up)
+    half_down = -math.log(1 - (gain / 2) / (q["aligned"] - prior)) / 0.2
+    assert abs(q["half_time"] - half_down) < 1.0, (q["half_time"], half_down)
+    assert 2.5 < q["ratio"] < 6.0 and q["front_share"] > 0.9 and q["undone"] > 0.9
+    assert q["misaligned_half_time"] < 1.0 and q["misaligned_ratio"] > q["ratio"]
+    assert q["benign_censored"] == 1.0 and q["benign_half_time"] == exp.arms["benign"].stages[2].steps
+    assert abs(q["prior"] - q["bayes_prior"]) < 0.05
+    v = evaluate(exp, path)
+    outcome = {t.name: t.outcome for t in v.tests}
+    assert outcome["aligned"] == "supported" and outcome["prior_learned"] == "supported"
+    assert outcome["rebound_faster"] == "supported" and v.outcome == "supported"
+    assert ClaimSpec.model_validate(exp.claim.model_dump()).rule["inverse"] == "to_prior"
