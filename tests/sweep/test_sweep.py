@@ -24,12 +24,17 @@ from tests.conftest import TINY, _shared_dir, run_cli, same_record
 from tests.experiments.test_study import experiment_dict
 from tests.test_cli import assert_one_line_error
 
-GRID = {  # 2 learning rates x 2 seeds that run, and a learning rate the config rejects
-    "name": "grid",
-    "base": "tiny.yaml",
-    "axes": {"lr": {"key": "stages.2.lr", "values": [0.001, 0.003, -1.0]}, "seed": [0, 1]},
-    "resources": {"cpus": 1},
-}
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweeps" / "lr-seed.yaml"
+
+
+def example_grid() -> dict:
+    """The shipped example sweep (2 learning rates x 2 seeds, at its base's quick size) with a
+    learning rate the config rejects added."""
+    grid = yaml.safe_load(EXAMPLE.read_text())
+    grid["base"] = str((EXAMPLE.parent / grid["base"]).resolve())
+    grid["quick"] = True
+    grid["axes"]["lr"]["values"].append(-1.0)
+    return grid
 
 
 def rows(path: Path) -> list[dict]:
@@ -51,8 +56,7 @@ def grid(tmp_path_factory):
     with open(tmp / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            (tmp / "tiny.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
-            (tmp / "grid.yaml").write_text(yaml.safe_dump(GRID, sort_keys=False))
+            (tmp / "grid.yaml").write_text(yaml.safe_dump(example_grid(), sort_keys=False))
             result = run_cli("sweep", str(tmp / "grid.yaml"), "--out", str(tmp / "local"), "--workers", "1")
             done.write_text(json.dumps({"args": result.args, "code": result.returncode, "stdout": result.stdout,
                                         "stderr": result.stderr}))
@@ -120,7 +124,8 @@ def test_a_sweep_directory_holds_one_sweep_and_continues_in_place(grid):
     tmp, root, _ = grid
     again = run_cli("sweep", str(root), "--no-report")  # every sound point complete: nothing runs
     assert again.returncode == 1 and "0 runs to go (4 complete)" in again.stdout, again.stdout
-    other = {**GRID, "axes": {**GRID["axes"], "seed": [0, 2]}}
+    grid = example_grid()
+    other = {**grid, "axes": {**grid["axes"], "seed": [0, 2]}}
     (tmp / "other.yaml").write_text(yaml.safe_dump(other))
     assert_one_line_error(run_cli("sweep", str(tmp / "other.yaml"), "--out", str(root)), "holds another sweep")
 
@@ -143,6 +148,7 @@ def test_the_sweep_file_is_checked_like_a_preset(tmp_path):
     bad({"axes": {"a": {"x": {"seed": 1}}, "seed": [0, 1]}, "mode": "zip"}, "mode: zip needs axes of one length")
     bad({"axes": {"world.epsilon": ["a/b"]}}, "cannot be a folder name")
     bad({"axes": {"seed": [0]}, "arms": ["nope"]}, "base: arms: no arm 'nope'")
+    bad({"axes": {"seed": [0]}, "quick": True, "quick_axes": {"sed": [1]}}, "quick_axes.sed: no axis 'sed'")
     bad({"axes": {}}, "axes:")
     result = run_cli("sweep", str(tmp_path / "s.yaml"))
     assert_one_line_error(result, "s.yaml: axes")
@@ -154,6 +160,15 @@ def test_the_sweep_file_is_checked_like_a_preset(tmp_path):
     assert [p.name for p in sweep.points] == ["size=small/lr=0.001", "size=large/lr=0.002"]
     large = sweep.points[1].experiment.arms["main"]
     assert (large.model.n_layers, large.model.d_model, large.stages[2].lr) == (2, 48, 2e-3)
+    # the shipped sweeps: the example, and elasticity, whose --quick grid has smaller token levels
+    assert [p.name for p in load_sweep(EXAMPLE, quick=True).points] == GOOD
+    full, quick = load_sweep("elasticity"), load_sweep("elasticity", quick=True)
+    assert [p.name for p in full.points] == [p.name for p in quick.points] and len(full.points) == 9
+    def pretrain_steps(sweep):
+        return [next(iter(p.experiment.arms.values())).stages[0].steps for p in sweep.points]
+
+    assert pretrain_steps(full) == [60] * 3 + [240] * 3 + [720] * 3
+    assert pretrain_steps(quick) == [15] * 3 + [30] * 3 + [60] * 3 and len(full.points[0].experiment.seeds) == 3
 
 
 def test_prefixes_shared_by_runs_become_tasks_they_wait_for(tmp_path):
