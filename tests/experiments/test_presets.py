@@ -1,5 +1,5 @@
-"""Every shipped preset, at its --quick size, through the real command line: it ends with a verdict
-computed from its metrics and a report that renders in Chromium. (The default sizes are what the
+"""Every shipped preset, at its --quick size on a narrower model, through the real command line: it
+ends with a verdict computed from its metrics and a report that renders in Chromium. (The default sizes are what the
 README reports; they take minutes per seed.)"""
 
 import json
@@ -92,10 +92,13 @@ def check(name: str, con, arms: list[str]) -> None:
         assert q("select count(*) from m where arm = 'reward-hacking.replay_pretraining' and metric = 'rl_reward'")[0][0]
 
 
-# the bake-off on two of its four scenarios (its 36 arms were the suite's longest test, ~9 minutes):
-# the two whose mitigations no other test runs (the poisoned mixture's trigger, rl with replay);
-# reversion's and emergent's arms are the same mitigations on stages their own presets test
-QUICK_SCENARIOS = ["trojan", "reward-hacking"]
+# the bake-off on one of its four scenarios (its 36 arms were the suite's longest test, ~9 minutes):
+# reward-hacking's, the one whose mitigations run on a stage kind no other scenario has (rl, with
+# replay: PPO-ptx); the other scenarios' arms are the same mitigations on sft stages
+QUICK_SCENARIOS = ["reward-hacking"]
+# every preset on a narrower model than its own (d_model 64, not 128; the same layers and heads):
+# a smoke test of the whole pipeline, verdict and report, at a quarter of the matmul cost
+NARROW = ["--set", "model.d_model=64", "--set", "model.d_mlp=256"]
 
 
 @pytest.mark.slow
@@ -103,7 +106,7 @@ QUICK_SCENARIOS = ["trojan", "reward-hacking"]
 def test_quick_preset_ends_with_a_verdict_and_a_report(name, tmp_path):
     out = tmp_path / name
     only = ["--scenarios", ",".join(QUICK_SCENARIOS)] if name == "mitigations" else []
-    result = run_cli("run", name, "--quick", "--out", str(out), *only, timeout=1200)
+    result = run_cli("run", name, "--quick", "--out", str(out), *only, *NARROW, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["claim"] == name and verdict["outcome"] in (
@@ -122,7 +125,7 @@ def test_quick_preset_ends_with_a_verdict_and_a_report(name, tmp_path):
                                     if t["lo"] == t["lo"])
     con = duckdb.connect()
     con.execute(f"create view m as select * from '{out / 'metrics.parquet'}'")
-    exp = load_experiment(name, quick=True)
+    exp = load_experiment(name, NARROW[1::2], quick=True)
     arms = [a for a in exp.arms if name != "mitigations" or a.partition(".")[0] in QUICK_SCENARIOS]
     assert {r[0] for r in con.execute("select distinct arm from m").fetchall()} == set(arms)
     check(name, con, arms)

@@ -68,6 +68,7 @@ def grid(tmp_path_factory):
 GOOD = ["lr=0.001/seed=0", "lr=0.001/seed=1", "lr=0.003/seed=0", "lr=0.003/seed=1"]
 
 
+@pytest.mark.slow
 def test_a_bad_point_fails_alone_and_the_sweep_ends_with_its_error(grid):
     tmp, root, result = grid
     assert result.returncode == 1, result.stderr[-2000:]
@@ -84,6 +85,7 @@ def test_a_bad_point_fails_alone_and_the_sweep_ends_with_its_error(grid):
     assert result.stdout.count("done prefix (2 stages") == 2
 
 
+@pytest.mark.slow
 def test_each_point_equals_driftlab_run_alone_and_the_ray_backend_equals_both(grid):
     tmp, root, _ = grid
     for point in GOOD[::3]:  # two points, alone, without the cache
@@ -205,6 +207,7 @@ def _lock_pid(run: Path) -> int:
     return json.loads((run / ".lock").read_text())["pid"]
 
 
+@pytest.mark.slow
 def test_killed_worker_and_killed_driver_resume_to_the_rows_of_an_uninterrupted_run(tmp_path):
     """One point, four arms: the worker is killed inside the third arm (the failure is recorded and
     the fourth goes on), a second driver is refused, the driver is killed inside the fourth arm; the
