@@ -198,10 +198,12 @@ class SweepEvents:
     def __init__(self, progress: Progress):
         self.progress, self.bar = progress, None
         self.counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+        self.points, self.points_done = 0, 0
 
     def _update(self, advance: int = 0) -> None:
         c = self.counts
-        self.progress.update(self.bar, advance=advance, state=f"done {c['done']} · running {c['running']} · "
+        self.progress.update(self.bar, advance=advance, state=f"points {self.points_done}/{self.points} · tasks: "
+                                                              f"done {c['done']} · running {c['running']} · "
                                                               f"failed {c['failed']} · pending {c['pending']}")
 
     def start(self, sweep, tasks, skipped, backend, slots, threads) -> None:
@@ -216,6 +218,7 @@ class SweepEvents:
                 self.progress.console.print(f"[red]point {p.name}:[/] {escape(p.error)}", highlight=False,
                                             soft_wrap=True)
         self.counts["pending"] = len(tasks)
+        self.points = sum(1 for p in sweep.points if p.experiment is not None)
         self.bar = self.progress.add_task("tasks", total=len(tasks) or 1, state="")
         self._update()
 
@@ -238,6 +241,9 @@ class SweepEvents:
         self._update(0 if retry else 1)
 
     def point_done(self, point, verdict) -> None:
+        self.points_done += 1
+        if self.bar is not None:
+            self._update()
         outcome = f": {verdict.outcome}" if verdict is not None else ""
         self.progress.console.print(f"[bold]point {point.name}[/] complete{outcome}", highlight=False)
 
