@@ -45,8 +45,8 @@ def main() -> None:
     print(f"  ray (local cluster), 1 task at a time x {cores} CPUs: {ray['wall_s']:.0f} s "
           f"(ray / local at 1 worker: {ray['wall_s'] / one['wall_s']:.2f}x, cluster start included)")
     per_point = one["wall_s"] / points
-    print(f"  per point (1 worker, whole machine): {per_point:.1f} s wall; the runs' own time "
-          f"{one['run_wall_s'] / points:.1f} s, the rest is process start, prefixes and combining")
+    print(f"  per point (1 worker, whole machine): {per_point:.1f} s wall, of which the runs' last stages "
+          f"{one['run_wall_s'] / points:.1f} s (the rest: the shared prefix task, worker start, combining)")
     print(f"\nprojected wall time for grids of such points (per point {per_point:.1f} s with {cores} cores; a "
           f"64-core box runs 32 workers of 2 threads, each as fast as this machine's one; a Ray cluster of N such "
           f"boxes N x 32, times Ray's overhead {ray['wall_s'] / one['wall_s']:.2f}x):")
