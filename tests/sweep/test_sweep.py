@@ -101,6 +101,11 @@ def test_each_point_equals_driftlab_run_alone_and_the_ray_backend_equals_both(gr
     for point in GOOD:
         assert same_record(rows(root / point / "metrics.parquet"), rows(tmp / "ray" / point / "metrics.parquet"))
     assert (tmp / "ray" / GOOD[0] / "experiment.yaml").read_text() == (root / GOOD[0] / "experiment.yaml").read_text()
+    # a run no node can take would wait forever: refused when the cluster is joined
+    big = {**example_grid(), "resources": {"cpus": 4096}}
+    (tmp / "big.yaml").write_text(yaml.safe_dump(big))
+    assert_one_line_error(run_cli("sweep", str(tmp / "big.yaml"), "--backend", "ray", "--out", str(tmp / "big")),
+                          "resources.cpus: 4096 CPUs per run", "no node of the Ray cluster")
 
 
 def test_query_reads_a_sweep_an_experiment_and_a_run_where_they_lie(grid):

@@ -146,6 +146,7 @@ class RayBackend:
             raise ConfigError("--backend ray: Ray is not installed (pip install 'ray>=2.40' "
                               "beside your torch)") from None
         self.ray = ray
+        self.running: dict[Any, tuple[str, float]] = {}
         self.started = not ray.is_initialized()
         if self.started:
             env = {"env_vars": {"HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}}
@@ -161,11 +162,18 @@ class RayBackend:
         total = int(ray.cluster_resources().get("CPU", 1))
         self.cpus = cpus or max(1, total // (workers or total))
         self.gpus = gpus
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if nodes and self.cpus > max(n.get("CPU", 0) for n in nodes):  # a task no node can take waits forever
+            self.close()
+            raise ConfigError(f"resources.cpus: {self.cpus} CPUs per run, but no node of the Ray cluster has "
+                              f"more than {max(n.get('CPU', 0) for n in nodes):.0f}")
+        if gpus and nodes and gpus > max(n.get("GPU", 0) for n in nodes):
+            self.close()
+            raise ConfigError(f"resources.gpus: {gpus:g} GPUs per run, but no node of the Ray cluster has as many")
         self.workers = workers or max(1, total // self.cpus)
         from driftlab.sweep.worker import run_task
 
         self.remote = ray.remote(run_task)
-        self.running: dict[Any, tuple[str, float]] = {}
 
     @property
     def slots(self) -> int:
