@@ -105,7 +105,25 @@ def plan(sweep: Sweep, root: Path, cached: bool) -> list[Task]:
             previous = prefixes[(k, h)].id
         if previous:
             task.deps.append(previous)
-    return [*prefixes.values(), *(t for t, _ in runs)]
+    # point-major: each run after the prefix chain it waits for, so points complete (and their
+    # verdicts appear) as the grid goes, not all at its end
+    by_id = {t.id: t for t in prefixes.values()}
+    order: list[Task] = []
+    placed: set[str] = set()
+
+    def place(task_id: str) -> None:
+        if task_id in placed:
+            return
+        for dep in by_id[task_id].deps:
+            place(dep)
+        placed.add(task_id)
+        order.append(by_id[task_id])
+
+    for task, _ in runs:
+        for dep in task.deps:
+            place(dep)
+        order.append(task)
+    return order
 
 
 def run_sweep(sweep: Sweep, root: str | Path, backend, cache: Path | None, retries: int = 1,
