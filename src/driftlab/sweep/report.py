@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats as st
 
 from driftlab.errors import DataError
+from driftlab.experiments.stats import jackknife_t
 from driftlab.report.html import CSS, _img, _table
 from driftlab.runs.atomic import read_json, write_text
 from driftlab.sweep.query import _quote, connect
@@ -31,15 +31,13 @@ SLICE = ("context", "domain", "split", "site")
 
 
 def interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student's t interval over seeds (NaN bounds with one seed)."""
+    """Mean over seeds and its interval, as every verdict's: the jackknife-t over seeds (for a mean,
+    exactly Student's t; NaN bounds with one seed)."""
     x = np.asarray([v for v in values if v == v], dtype=float)
     if len(x) == 0:
         return math.nan, math.nan, math.nan
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, math.nan, math.nan
-    half = float(st.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, m - half, m + half
+    e = jackknife_t(x[:, None, None], lambda q: q[:, 0], confidence)
+    return e.value, e.lo, e.hi
 
 
 def end_values(con, axes: list[str], spec: dict[str, Any]) -> dict[tuple, list[float]]:
