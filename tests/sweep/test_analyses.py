@@ -91,3 +91,24 @@ def test_elasticity_read_outs_recover_known_half_times_from_a_metrics_table(tmp_
     assert outcome["aligned"] == "supported" and outcome["prior_learned"] == "supported"
     assert outcome["rebound_faster"] == "supported" and v.outcome == "supported"
     assert ClaimSpec.model_validate(exp.claim.model_dump()).rule["inverse"] == "to_prior"
+
+
+def test_the_analysis_section_keeps_an_axis_named_like_a_physical_size(tmp_path, monkeypatch):
+    """The elasticity grid's axis is called ``tokens`` while each analysis row also records the
+    pre-training tokens as a number: the report's table and its per-axis figures show the axis's
+    labels (0.5M, 2M), not the number in their place (which left the figures over tokens empty)."""
+    from driftlab.runs.atomic import write_json
+    from driftlab.sweep import report
+
+    mean = [1.0, 0.5, 1.5]
+    points = [{"values": {"tokens": t, "size": z}, "tokens": n, "params": 65536, "seeds": 3, "censored": 0,
+               "benign_censored": 0, "ratio": mean, "align_half_time": mean, "half_time": mean,
+               "misaligned_ratio": mean, "benign_ratio": mean}
+              for t, n in (("0.5M", 491520), ("2M", 1966080)) for z in ("small", "large")]
+    write_json(tmp_path / "analysis.json", {"analysis": "elasticity", "points": points, "trends": [], "method": "m"})
+    seen = []
+    monkeypatch.setattr(report, "_summary_figure", lambda axis, labels, series, axes, title: seen.append((axis, series)))
+    html = report._analysis_html(tmp_path, None, ["tokens", "size"], {"tokens": ["0.5M", "2M"], "size": ["small", "large"]})
+    assert "<td>0.5M</td><td>small</td><td>0.49M</td>" in html.replace("\n", ""), html[:2000]
+    keys = {key for axis, series in seen for key in series}
+    assert keys == {(t, z, "") for t in ("0.5M", "2M") for z in ("small", "large")}, keys

@@ -85,7 +85,7 @@ def elasticity(sweep, root: Path) -> dict[str, Any]:
         points.append({"values": point.values, "tokens": _tokens(cfg), "params": _params(cfg), "seeds": seeds})
     rows = []
     for p in points:
-        row = {**p["values"], "tokens": p["tokens"], "params": p["params"], "seeds": len(p["seeds"]),
+        row = {"values": p["values"], "tokens": p["tokens"], "params": p["params"], "seeds": len(p["seeds"]),
                "censored": int(sum(q["censored"] for q in p["seeds"].values())),
                "benign_censored": int(sum(q["benign_censored"] for q in p["seeds"].values()))}
         for key in ("prior", "bayes_prior", "aligned", "end", "misaligned_end", "benign_end", "misaligned_half_time",

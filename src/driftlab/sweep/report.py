@@ -192,7 +192,7 @@ def _analysis_html(root: Path, sweep, axes: list[str], order: dict[str, list[str
     a = read_json(path, DataError, "unreadable")
     keys = ["prior", "bayes_prior", "gain", "align_half_time", "half_time", "ratio", "front_share",
             "misaligned_half_time", "misaligned_ratio", "benign_half_time", "benign_ratio", "benign_undone"]
-    rows = [[*(p.get(x) for x in axes), f"{p['tokens'] / 1e6:.2f}M", f"{p['params'] / 1e3:.0f}k",
+    rows = [[*(p["values"].get(x) for x in axes), f"{p['tokens'] / 1e6:.2f}M", f"{p['params'] / 1e3:.0f}k",
              f"{p['seeds']} ({p['censored']}, {p['benign_censored']} benign censored)", *(_cell(p.get(k)) for k in keys)]
             for p in a["points"]]
     trends = [[t["axis"], t["over"], t["label"], _cell([t["slope"], t["lo"], t["hi"]], 3), t["seeds"]]
@@ -203,13 +203,13 @@ def _analysis_html(root: Path, sweep, axes: list[str], order: dict[str, list[str
             series = {}
             for p in a["points"]:
                 if p.get(key) and p[key][0] is not None:
-                    series[tuple(str(p.get(x)) for x in axes) + ("",)] = p[key]
+                    series[tuple(str(p["values"].get(x)) for x in axes) + ("",)] = p[key]
             png = _summary_figure(axis, order[axis], series, axes, TRENDS[key][0])
             figures += f"<h3>{html.escape(TRENDS[key][0])} vs {html.escape(axis)}</h3>" + _img(png, f"{key} vs {axis}")
     return (f"<h2 id='analysis'>Analysis: {html.escape(a['analysis'])}</h2><p class='muted'>Per point, mean over "
             f"seeds [95% t interval]; a censored seed never undid half the gain (its half-time is the stage's "
             f"length). Trends: {html.escape(a['method'])}.</p>"
-            + _table([*axes, "tokens", "parameters", "seeds", *keys], rows)
+            + _table([*axes, "pre-training tokens", "parameters", "seeds", *keys], rows)
             + "<h3>Trends (slope per doubling of the axis's size)</h3>"
             + _table(["axis", "over", "read-out", "slope [95% interval]", "seeds"], trends) + figures)
 
