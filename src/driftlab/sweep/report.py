@@ -199,11 +199,9 @@ def _analysis_html(root: Path, sweep, axes: list[str], order: dict[str, list[str
               for t in a["trends"]]
     figures = ""
     for key in ("ratio", "align_half_time", "half_time", "misaligned_ratio", "benign_ratio"):
+        series = {tuple(str(p["values"].get(x)) for x in axes) + ("",): p[key]
+                  for p in a["points"] if p.get(key) and p[key][0] is not None}
         for axis in axes:
-            series = {}
-            for p in a["points"]:
-                if p.get(key) and p[key][0] is not None:
-                    series[tuple(str(p["values"].get(x)) for x in axes) + ("",)] = p[key]
             png = _summary_figure(axis, order[axis], series, axes, TRENDS[key][0])
             figures += f"<h3>{html.escape(TRENDS[key][0])} vs {html.escape(axis)}</h3>" + _img(png, f"{key} vs {axis}")
     return (f"<h2 id='analysis'>Analysis: {html.escape(a['analysis'])}</h2><p class='muted'>Per point, mean over "
