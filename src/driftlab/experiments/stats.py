@@ -1,28 +1,45 @@
-"""Statistics for verdicts: intervals that keep their coverage at a few seeds, and the decision.
+"""Statistics for verdicts: intervals and tests that keep their one-sided error at a few seeds.
 
 An effect is a function of *means*: a claim gives per-(seed, item) quantities (for example the
 prior, aligned and final bits of each domain in each arm) and a statistic of their means (for
 example the share of alignment lost). Items (the six domains, a stage's arithmetic levels, RL's
 checkpoint windows) are the same in every seed: crossed with seeds and a fixed part of the design,
 not a sample, so each seed's quantities are averaged over its items and **seeds are the unit of
-replication**. The interval is a jackknife over seeds with Student's t on ``seeds - 1`` degrees of
-freedom: the statistic recomputed with each seed left out gives the standard error (for a mean this
-is exactly the t interval; for a ratio of means the delta method's), and the t quantile keeps the
-coverage at 3 seeds where a percentile bootstrap over seeds (at most ``[min, max]`` of three) covers
-~75%. ``tests/experiments/test_stats.py`` simulates thousands of experiments with a known effect at
-3, 5 and 10 seeds and checks 93-97% coverage.
+replication**. A seed that lacks a quantity altogether is left out of the whole statistic (every
+quantity is then averaged over the same seeds, so paired contrasts stay paired) and counted in
+``missing``; the interval is the one the remaining seeds give.
 
-A leave-one-out statistic that is not finite (a ratio whose denominator vanishes without one seed)
-is counted in ``dropped`` and leaves no interval: the tail it would have shown is unknown. With one
-seed the items are the only replication there is: the interval is then over items (``over``),
-reflects item variation only, and never gives a firm verdict (``ONE_SEED``).
+Verdicts read one side of an interval at a time, so what matters is each side's error, not the
+two-sided coverage. A statistic is pre-registered as one of three kinds, each with the interval that
+keeps each side's error at its level at 3-10 seeds (``tests/experiments/test_stats.py`` simulates
+them with per-seed values shaped like the measured ones; the README has the table):
+
+- a plain callable, ``stat(q) -> (B,)`` on (B, Q) means: a mean, a difference, a slope or any other
+  *linear* function of the means is exact with Student's t on ``seeds - 1`` degrees of freedom (the
+  jackknife over seeds gives the t interval's standard error). Smooth non-linear statistics get the
+  same jackknife-t, whose one-sided error is only approximate.
+- ``Ratio(num, den)``: a ratio of two linear functions of the means whose denominator is known
+  positive (its own check says so, e.g. "alignment took"). Fieller's interval: ``ratio > c`` is
+  tested as the per-seed contrast ``num - c den > 0`` with a t test, which is exact for any ``c``
+  under normal per-seed noise; the delta method's (the jackknife's) one tail misses up to 5%.
+- ``Log(stat)``: a positive, right-skewed per-seed quantity (a gap that varies by a factor across
+  seeds) on the log scale: the estimand is the geometric mean over seeds, and the t interval on the
+  logs is exact for lognormal seeds, where the plain t interval's upper side misses 6.9% at 3 seeds.
+
+``Estimate.p(threshold, side)`` is the one-sided p-value of the side a verdict reads, from the same
+t statistic as the interval, so "the interval at level α lies above c" and "p ≤ α" are one rule.
+A test's levels come from the preset's sequential design (``experiments/design.py``): the nominal
+level at each look, and Holm's adjustment where one of several claim tests can say "not supported".
+
+With one seed the items are the only replication there is: the interval is then over items
+(``over``), reflects item variation only, and never gives a firm verdict (``ONE_SEED``).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from scipy import stats as st
@@ -30,7 +47,36 @@ from scipy import stats as st
 Stat = Callable[[np.ndarray], np.ndarray]  # (B, Q) means -> (B,) statistic
 
 POWER = 0.8  # the power at which the minimum detectable effect is quoted
-INTERVAL = "jackknife over seeds, Student's t (items fixed)"
+INTERVAL = "jackknife-t over seeds (items fixed); Fieller for ratios; t on logs where pre-registered"
+METHODS = {"t": "jackknife-t over seeds", "fieller": "Fieller's interval for a ratio of means",
+           "log-t": "t interval on the log scale (geometric mean over seeds)"}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``num(q) / den(q)``: both linear in the means, the denominator known positive (checked by its
+    own test). Fieller: ``ratio > c`` iff ``num - c den > 0``, a per-seed contrast with a t test."""
+
+    num: Stat
+    den: Stat
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        return self.num(q) / self.den(q)
+
+
+@dataclass(frozen=True)
+class Log:
+    """A positive per-seed statistic judged on the log scale: the estimate is its geometric mean over
+    seeds (pre-registered for right-skewed gaps); a seed whose value is not positive has no log."""
+
+    stat: Stat
+
+
+def _sided(t: float, df: int, side: str) -> float:
+    """P-value of ``effect {side} threshold`` from its t statistic (small when the data say so)."""
+    if not (np.isfinite(t) and df > 0):
+        return float("nan")
+    return float(st.t.sf(t, df) if side == ">" else st.t.cdf(t, df))
 
 
 @dataclass
@@ -40,11 +86,39 @@ class Estimate:
     hi: float
     n_seeds: int
     n_items: int
-    se: float = float("nan")  # the jackknife standard error
+    se: float = float("nan")  # the standard error (of the log for log-t)
     df: int = 0  # degrees of freedom of the t quantile (units - 1)
     over: str = "seeds"  # the unit left out in turn: seeds, or items when there is one seed ("none": no interval)
-    dropped: int = 0  # leave-one-out statistics that were not finite (then no interval)
+    dropped: int = 0  # leave-one-out statistics (or per-seed logs) that were not finite (then no interval)
     confidence: float = 0.95
+    missing: int = 0  # seeds left out because they lack a quantity
+    method: str = "t"  # a key of METHODS
+    _t: Callable[[float], float] | None = field(default=None, repr=False, compare=False)  # t statistic at c
+    _bounds: Callable[[float, float], tuple[float, float]] | None = field(default=None, repr=False, compare=False)
+
+    def record(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+    def tstat(self, threshold: float) -> float:
+        """The t statistic of the effect against ``threshold`` (NaN without an interval)."""
+        if self._t is not None:
+            return float(self._t(threshold))
+        if self.df > 0 and np.isfinite(self.se) and self.se > 0:
+            return (self.value - threshold) / self.se
+        return float("nan")
+
+    def p(self, threshold: float, side: str) -> float:
+        """One-sided p-value that the effect lies on ``side`` (``>`` or ``<``) of ``threshold``."""
+        return _sided(self.tstat(threshold), self.df, side)
+
+    def bounds(self, alpha_lo: float, alpha_hi: float) -> tuple[float, float]:
+        """The lower bound at one-sided level ``alpha_lo`` and the upper at ``alpha_hi``."""
+        if self._bounds is not None:
+            return self._bounds(alpha_lo, alpha_hi)
+        if self.df > 0 and np.isfinite(self.se):
+            return (self.value - st.t.isf(alpha_lo, self.df) * self.se,
+                    self.value + st.t.isf(alpha_hi, self.df) * self.se)
+        return self.lo, self.hi
 
     def mde(self, power: float = POWER) -> float:
         """The minimum detectable effect: how far the true effect must lie beyond a threshold for
@@ -53,46 +127,115 @@ class Estimate:
             return float("nan")
         return float((st.t.ppf(1 - (1 - self.confidence) / 2, self.df) + st.t.ppf(power, self.df)) * self.se)
 
-    def units_needed(self, distance: float, power: float = POWER, most: int = 1000) -> int | None:
-        """Units (seeds) at which an effect ``distance`` from the threshold would be detected with
-        ``power``, at the spread measured here; None if more than ``most`` or unknown."""
+    def units_needed(self, threshold: float, power: float = POWER, most: int = 1000) -> int | None:
+        """Units (seeds) at which the observed effect, as far from ``threshold`` in units of the
+        per-seed spread as it is now, would be detected with ``power``; None if more than ``most``."""
         n = self.n_seeds if self.over == "seeds" else self.n_items
-        if not (self.df > 0 and np.isfinite(self.se) and distance > 0):
+        size = abs(self.tstat(threshold)) / np.sqrt(n)  # effect / per-seed spread
+        if not (self.df > 0 and np.isfinite(size) and size > 0):
             return None
-        sd = self.se * np.sqrt(n)  # the spread of one unit
         for k in range(2, most + 1):
-            need = (st.t.ppf(1 - (1 - self.confidence) / 2, k - 1) + st.t.ppf(power, k - 1)) * sd / np.sqrt(k)
-            if need <= distance:
+            if (st.t.ppf(1 - (1 - self.confidence) / 2, k - 1) + st.t.ppf(power, k - 1)) / np.sqrt(k) <= size:
                 return k
         return None
 
 
-def jackknife_t(x: np.ndarray, stat: Stat, confidence: float = 0.95) -> Estimate:
-    """``x``: (S seeds, D items, Q quantities), NaN where an item lacks a quantity. The estimate is
-    ``stat`` of the mean over seeds of each seed's item means; the interval a jackknife-t over seeds
-    (over items when S = 1; none with one seed and one item)."""
+def _units(x: np.ndarray) -> tuple[np.ndarray, str, int]:
+    """(n, Q) replication units: each complete seed's means over its items (the items of one seed
+    when there is one), the unit's name, and how many seeds lacked a quantity altogether."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN seed: dropped below
+        if x.shape[0] == 1:
+            return x[0], "items", 0
+        units = np.nanmean(x, axis=1)
+    whole = np.isfinite(units).all(axis=1)
+    return units[whole], "seeds", int((~whole).sum())
+
+
+def jackknife_t(x: np.ndarray, stat: Stat | Ratio | Log, confidence: float = 0.95) -> Estimate:
+    """``x``: (S seeds, D items, Q quantities), NaN where an item lacks a quantity. A seed lacking a
+    quantity in every item is left out (``missing``). The estimate is ``stat`` of the mean over
+    seeds of each seed's item means, with the interval its kind pre-registers (module docstring);
+    over items when S = 1; none with one unit."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"the interval needs (seeds, items, quantities) data, got shape {x.shape}")
     s, d, _ = x.shape
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN seed or item: NaN, counted below
-        units = np.nanmean(x, axis=1) if s > 1 else x[0]  # (n, Q): each seed's mean over its items
-        over = "seeds" if s > 1 else "items"
-        n = len(units)
-        value = float(np.asarray(stat(np.nanmean(units, axis=0)[None]), dtype=np.float64)[0])
-        if n == 1:
-            return Estimate(value, float("nan"), float("nan"), s, d, over="none", confidence=confidence)
-        keep = ~np.eye(n, dtype=bool)  # row i: every unit but i
-        loo = np.stack([np.nanmean(units[k], axis=0) for k in keep])  # (n, Q)
-        theta = np.asarray(stat(loo), dtype=np.float64)
+    units, over, missing = _units(x)
+    n = len(units)
+    base = dict(n_seeds=s - missing, n_items=d, confidence=confidence, missing=missing)
+    if isinstance(stat, Log):
+        return _log_t(units, stat, over, base)
+    with np.errstate(all="ignore"):
+        value = float(np.asarray(stat(units.mean(axis=0)[None]), dtype=np.float64)[0]) if n else float("nan")
+    if n <= 1:
+        return Estimate(value, float("nan"), float("nan"), over="none", **base)
+    if isinstance(stat, Ratio):
+        return _fieller(units, stat, value, over, base)
+    keep = ~np.eye(n, dtype=bool)  # row i: every unit but i
+    with np.errstate(all="ignore"):
+        theta = np.asarray(stat(np.stack([units[k].mean(axis=0) for k in keep])), dtype=np.float64)
     dropped = int((~np.isfinite(theta)).sum())
     if dropped or not np.isfinite(value):
-        return Estimate(value, float("nan"), float("nan"), s, d, df=n - 1, over=over, dropped=dropped,
-                        confidence=confidence)
+        return Estimate(value, float("nan"), float("nan"), df=n - 1, over=over, dropped=dropped, **base)
     se = float(np.sqrt((n - 1) / n * ((theta - theta.mean()) ** 2).sum()))
     half = float(st.t.ppf(1 - (1 - confidence) / 2, n - 1)) * se
-    return Estimate(value, value - half, value + half, s, d, se, n - 1, over, 0, confidence)
+    return Estimate(value, value - half, value + half, se=se, df=n - 1, over=over, **base)
+
+
+def _fieller(units: np.ndarray, stat: Ratio, value: float, over: str, base: dict) -> Estimate:
+    n = len(units)
+    a = np.asarray(stat.num(units), dtype=np.float64)  # (n,) per-unit numerators (linear: their mean is num(mean))
+    b = np.asarray(stat.den(units), dtype=np.float64)
+    cov = np.cov(a, b) / n  # the covariance of the two means
+    ma, mb = a.mean(), b.mean()
+
+    def tstat(c: float) -> float:
+        var = cov[0, 0] - 2 * c * cov[0, 1] + c * c * cov[1, 1]
+        return float((ma - c * mb) / np.sqrt(var)) if var > 0 else float("nan")
+
+    def root(q: float, lower: bool) -> float:
+        """Where the contrast's t statistic crosses +q (the lower bound) or -q (the upper)."""
+        qa, qb, qc = mb * mb - q * q * cov[1, 1], ma * mb - q * q * cov[0, 1], ma * ma - q * q * cov[0, 0]
+        if qa <= 0:  # the denominator is not clear of 0 at this level: the set is unbounded
+            return -np.inf if lower else np.inf
+        disc = max(qb * qb - qa * qc, 0.0)
+        return float((qb - np.sqrt(disc)) / qa if lower else (qb + np.sqrt(disc)) / qa)
+
+    def bounds(alpha_lo: float, alpha_hi: float) -> tuple[float, float]:
+        return root(st.t.isf(alpha_lo, n - 1), True), root(st.t.isf(alpha_hi, n - 1), False)
+
+    half = (1 - base["confidence"]) / 2
+    lo, hi = bounds(half, half)
+    se = float(np.sqrt(max(cov[0, 0] - 2 * value * cov[0, 1] + value ** 2 * cov[1, 1], 0.0)) / abs(mb)) if mb else np.nan
+    return Estimate(value, lo, hi, se=se, df=n - 1, over=over, method="fieller", _t=tstat, _bounds=bounds, **base)
+
+
+def _log_t(units: np.ndarray, stat: Log, over: str, base: dict) -> Estimate:
+    with np.errstate(all="ignore"):
+        y = np.asarray(stat.stat(units), dtype=np.float64)  # (n,) the statistic of each unit
+        logs = np.log(y)
+    n, dropped = len(y), int((~np.isfinite(logs)).sum())
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), over="none", method="log-t", **base)
+    if dropped or n == 1:  # a seed with a non-positive value: the pre-registered scale does not apply
+        value = float(np.exp(logs.mean())) if not dropped else float("nan")
+        return Estimate(value, float("nan"), float("nan"), df=n - 1, over=over if n > 1 else "none",
+                        dropped=dropped, method="log-t", **base)
+    m, se = float(logs.mean()), float(logs.std(ddof=1) / np.sqrt(n))
+
+    def tstat(c: float) -> float:
+        if c <= 0:
+            raise ValueError(f"a log-scale statistic needs a positive threshold, got {c}")
+        return (m - np.log(c)) / se if se > 0 else float("nan")
+
+    def bounds(alpha_lo: float, alpha_hi: float) -> tuple[float, float]:
+        return (float(np.exp(m - st.t.isf(alpha_lo, n - 1) * se)), float(np.exp(m + st.t.isf(alpha_hi, n - 1) * se)))
+
+    half = (1 - base["confidence"]) / 2
+    lo, hi = bounds(half, half)
+    return Estimate(float(np.exp(m)), lo, hi, se=se, df=n - 1, over=over, method="log-t", _t=tstat,
+                    _bounds=bounds, **base)
 
 
 OUTCOMES = ("supported", "not supported", "inconclusive")
@@ -100,12 +243,15 @@ DID_NOT_TAKE = "inconclusive — treatment did not take"
 INVALID = "invalid"
 ONE_SEED = "inconclusive — one seed"  # a claim's tests may be decided over items, the verdict is not
 ROLES = ("treatment", "control", "claim")  # the order checks are decided and shown in
+OPPOSITE = {">": "<", "<": ">"}
 
 
 @dataclass
 class Test:
     """One pre-registered comparison: the effect, its interval, the threshold and which side of it
-    the claim predicts (``>`` or ``<``)."""
+    the claim predicts (``>`` or ``<``). ``alpha_for`` is the one-sided level at which the
+    predicted side is accepted, ``alpha_against`` the level at which the other side is (None: half
+    of ``1 - confidence`` each; the sequential design and Holm's adjustment set them)."""
 
     __test__ = False  # not a pytest test class
     name: str
@@ -115,10 +261,36 @@ class Test:
     direction: str  # ">" or "<"
     unit: str = ""
     role: str = "claim"  # treatment: did the treatment take; control: did the control behave; claim
+    alpha_for: float | None = None
+    alpha_against: float | None = None
+
+    def levels(self) -> tuple[float, float]:
+        half = (1 - self.estimate.confidence) / 2
+        return (half if self.alpha_for is None else self.alpha_for,
+                half if self.alpha_against is None else self.alpha_against)
+
+    def p_for(self) -> float:
+        """P-value of the predicted side (small: the claim's side is shown)."""
+        return self.estimate.p(self.threshold, self.direction)
+
+    def p_against(self) -> float:
+        return self.estimate.p(self.threshold, OPPOSITE[self.direction])
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The interval at this test's levels: the side the claim predicts at ``alpha_for``."""
+        a_for, a_against = self.levels()
+        return self.estimate.bounds(a_for, a_against) if self.direction == ">" else \
+            self.estimate.bounds(a_against, a_for)
 
     @property
     def outcome(self) -> str:
-        lo, hi, t = self.estimate.lo, self.estimate.hi, self.threshold
+        a_for, a_against = self.levels()
+        p_for, p_against = self.p_for(), self.p_against()
+        if np.isfinite(p_for) and np.isfinite(p_against):
+            return "supported" if p_for <= a_for else "not supported" if p_against <= a_against else "inconclusive"
+        lo, hi = self.interval  # an estimate given as an interval only
+        t = self.threshold
         if not (np.isfinite(lo) and np.isfinite(hi)):
             return "inconclusive"
         if self.direction == ">":
@@ -132,34 +304,54 @@ class Test:
         if self.outcome != "inconclusive":
             return ""
         n = e.n_seeds if e.over == "seeds" else e.n_items
+        lacking = f"; {e.missing} seed(s) lack a quantity and are left out" if e.missing else ""
         if e.dropped:
-            return f"no interval: {e.dropped} of {n} leave-one-out estimates not finite"
+            why = "per-seed values not positive (log scale)" if e.method == "log-t" else "leave-one-out estimates not finite"
+            return f"no interval: {e.dropped} of {n} {why}{lacking}"
         if e.over == "none":
-            return "no interval: one seed and one item"
+            return f"no interval: one unit{lacking}"
         if e.over == "items":  # one seed: more items do not make a verdict, more seeds do
             return f"MDE {e.mde():.3g}{self.unit} over {n} items of one seed"
         need = self.seeds_needed()
-        return (f"MDE {e.mde():.3g}{self.unit} at {n} seeds; the observed effect is {abs(e.value - self.threshold):.3g}"
-                f" from the threshold: ~{need or 'over 1000'} seeds to decide it")
+        return (f"MDE {e.mde():.3g}{self.unit} at {n} seeds; at the effect observed, 80% power needs "
+                f"~{need or 'over 1000'} seeds (plan them as looks: driftlab power){lacking}")
 
     def seeds_needed(self) -> int | None:
-        return self.estimate.units_needed(abs(self.estimate.value - self.threshold))
+        return self.estimate.units_needed(self.threshold)
 
     def line(self) -> str:
         e = self.estimate
+        lo, hi = self.interval
         note = self.power_note()
-        return (f"[{self.role}] {self.name}: {e.value:+.3f}{self.unit} [{e.lo:+.3f}, {e.hi:+.3f}] vs {self.direction} "
+        return (f"[{self.role}] {self.name}: {e.value:+.3f}{self.unit} [{lo:+.3f}, {hi:+.3f}] vs {self.direction} "
                 f"{self.threshold:+.3f} → {self.outcome}" + (f" ({note})" if note else ""))
 
     def record(self) -> dict:
-        return {"name": self.name, "description": self.description, **asdict(self.estimate),
+        lo, hi = self.interval
+        a_for, a_against = self.levels()
+        return {"name": self.name, "description": self.description, **self.estimate.record(), "lo": lo, "hi": hi,
                 "threshold": self.threshold, "direction": self.direction, "unit": self.unit,
-                "role": self.role, "outcome": self.outcome, "mde": self.estimate.mde(),
+                "role": self.role, "outcome": self.outcome, "alpha_for": a_for, "alpha_against": a_against,
+                "p_for": self.p_for(), "p_against": self.p_against(), "mde": self.estimate.mde(),
                 "seeds_needed": self.seeds_needed(), "power_note": self.power_note()}
 
 
+def holm(tests: list[Test], level: Callable[[int], float]) -> None:
+    """Holm's step-down over the "not supported" side of ``tests`` (any one of them contradicted
+    makes the claim not supported): sorted by ``p_against``, the j-th (from 0) is tested at
+    ``level(k - j)`` (the one-sided level for a family of k - j hypotheses: the design's at
+    ``alpha / (k - j)``) until one fails; it and every test after it keep that failing level."""
+    order = sorted(tests, key=lambda t: (np.nan_to_num(t.p_against(), nan=np.inf)))
+    k, failed = len(order), None
+    for j, t in enumerate(order):
+        t.alpha_against = level(k - j) if failed is None else failed
+        if failed is None and not t.p_against() <= t.alpha_against:
+            failed = t.alpha_against
+
+
 def combine(outcomes: list[str]) -> str:
-    """All parts supported → supported; any part contradicted → not supported; else inconclusive."""
+    """All parts supported → supported (an intersection-union test: no correction); any part
+    contradicted → not supported (its side Holm-adjusted by ``holm`` beforehand); else inconclusive."""
     if outcomes and all(o == "supported" for o in outcomes):
         return "supported"
     if any(o == "not supported" for o in outcomes):

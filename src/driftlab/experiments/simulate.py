@@ -1,0 +1,72 @@
+"""Simulated experiments with a known effect: how often each side of a verdict's interval misses.
+
+Each *kind* is a statistic a claim uses, with per-seed values shaped like the measured ones; the
+interval is the one ``stats.jackknife_t`` gives for the statistic's pre-registered form (or, with
+``naive=True``, the plain jackknife-t that main used before, for comparison). ``make test`` runs a
+small version (``tests/experiments/test_stats.py``); ``benchmarks/one_sided_error.py`` prints the
+README's table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from driftlab.experiments.stats import Log, Ratio, jackknife_t
+
+SLOPE_X = np.array([0.01, 0.1, 0.3, 0.5])  # e.g. the bad-persona shares of exchange-rate's worlds
+
+
+def _slope(q: np.ndarray) -> np.ndarray:
+    """Least-squares slope of four means on ``SLOPE_X`` (linear in the means)."""
+    w = (SLOPE_X - SLOPE_X.mean()) / ((SLOPE_X - SLOPE_X.mean()) ** 2).sum()
+    return q @ w
+
+
+def _undone(q: np.ndarray) -> np.ndarray:
+    """Share of alignment's gain undone: (aligned - end) / (aligned - prior)."""
+    return (q[:, 1] - q[:, 2]) / (q[:, 1] - q[:, 0])
+
+
+# kind -> (description, draw(rng, n) -> (n, items, Q), pre-registered statistic, naive statistic, the
+# pre-registered statistic's true value[, the naive one's when it differs: the arithmetic mean])
+KINDS: dict[str, tuple] = {
+    "mean, gaussian": ("a mean over seeds, normal seeds",
+                       lambda rng, n: rng.normal(1.0, 1.0, (n, 1, 1)), lambda q: q[:, 0], lambda q: q[:, 0], 1.0),
+    "mean, heavy-tailed": ("a mean, seeds with t(3) noise",
+                           lambda rng, n: 1.0 + rng.standard_t(3, (n, 1, 1)), lambda q: q[:, 0], lambda q: q[:, 0],
+                           1.0),
+    "gap, skewed": ("a positive gap varying by a factor across seeds (lognormal sigma 0.5, like trojan's "
+                    "3.9 / 12.5 / 7.6 bits); pre-registered on the log scale (geometric mean)",
+                    lambda rng, n: rng.lognormal(np.log(7.0), 0.5, (n, 1, 1)), Log(lambda q: q[:, 0]),
+                    lambda q: q[:, 0], 7.0, 7.0 * np.exp(0.5 ** 2 / 2)),
+    "paired difference": ("a within-seed difference between two arms sharing a prefix (a shared seed offset "
+                          "plus each arm's noise, over six domains)",
+                          lambda rng, n: (rng.normal(0, 2.0, (n, 1, 1)) + np.array([0.5, 0.0])
+                                          + rng.normal(0, 0.4, (n, 6, 2))),
+                          lambda q: q[:, 0] - q[:, 1], lambda q: q[:, 0] - q[:, 1], 0.5),
+    "ratio, noisy denominator": ("share of alignment's gain undone, (aligned - end) / (aligned - prior), with "
+                                 "a denominator of 1.5 +- 0.7 bits across seeds",
+                                 lambda rng, n: (np.array([1.2, 2.7, 0.6]) + rng.normal(0, 0.5, (n, 1, 3))
+                                                 + rng.normal(0, 0.3, (n, 6, 3))),
+                                 Ratio(lambda q: q[:, 1] - q[:, 2], lambda q: q[:, 1] - q[:, 0]), _undone,
+                                 (2.7 - 0.6) / (2.7 - 1.2)),
+    "slope": ("a slope across four settings (e.g. bits on the bad share of the world), noise per seed and "
+              "setting", lambda rng, n: (3.0 * SLOPE_X + rng.normal(0, 0.3, (n, 1, 4))), _slope, _slope, 3.0),
+}
+
+
+def one_sided_misses(kind: str, n_seeds: int, experiments: int = 4000, seed: int = 0, naive: bool = False,
+                     confidence: float = 0.95) -> tuple[float, float]:
+    """The share of simulated experiments whose interval lies wholly above the true effect (its lower
+    side missed) and wholly below it (its upper side missed); each should be at most
+    ``(1 - confidence) / 2``."""
+    _, draw, stat, plain, truth, *naive_truth = KINDS[kind]
+    if naive and naive_truth:
+        truth = naive_truth[0]
+    rng = np.random.default_rng([seed, n_seeds, len(kind)])
+    below = above = 0
+    for _ in range(experiments):
+        est = jackknife_t(draw(rng, n_seeds), plain if naive else stat, confidence)
+        below += bool(est.lo > truth)
+        above += bool(est.hi < truth)
+    return below / experiments, above / experiments
