@@ -403,6 +403,9 @@ def _print_verdict(verdict) -> None:
     console.print(f"[bold]claim {verdict.claim}[/]: {verdict.text}", highlight=False, soft_wrap=True)
     console.print(f"verdict: [bold {colour}]{verdict.outcome.upper()}[/] ({len(verdict.seeds)} seed{'' if len(verdict.seeds) == 1 else 's'}, "
                   f"{verdict.confidence:.0%} intervals: {verdict.interval})", highlight=False)
+    from driftlab.report.text import look_line
+
+    console.print(escape(f"  {verdict.status.upper()}: {look_line(verdict)}"), highlight=False, soft_wrap=True)
     for t in verdict.tests:  # checks first (treatment, control), then the claim's tests
         console.print(escape(f"  {t.line()}  — {t.description}"), highlight=False, soft_wrap=True)
     for note in verdict.notes:

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -600,6 +601,24 @@ class MeasureConfig(Strict):
     )
 
 
+class DesignSpec(Strict):
+    """Seeds in pre-planned looks (``experiments/design.py``): each test is judged at its look's
+    nominal level, so that each side errs at most (1 - confidence) / 2 over all looks."""
+
+    looks: list[StrictInt] = Field([3, 6, 10], min_length=1,
+                                   description="seeds per arm at each look, increasing, the first at least 2")
+    spending: Literal["obf", "pocock"] = Field("obf", description="Lan-DeMets alpha spending: O'Brien-Fleming-like or "
+                                                                  "Pocock-like")
+    futility: float = Field(0.05, ge=0.0, lt=1.0, description="an interim look stops when no firm verdict has this "
+                                                               "conditional power (non-binding; 0: never)")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> DesignSpec:
+        if self.looks[0] < 2 or any(b <= a for a, b in zip(self.looks, self.looks[1:])):
+            raise ValueError(f"looks must be increasing seed counts of at least 2 (got {self.looks})")
+        return self
+
+
 class ClaimSpec(Strict):
     """The claim a preset tests and its verdict rule, fixed in the file before anything runs."""
 
@@ -607,7 +626,12 @@ class ClaimSpec(Strict):
     rule: dict[str, float | str | list[str]] = Field(
         {}, description="the verdict function's thresholds and the arms it compares (pre-registered)"
     )
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of every interval (a jackknife-t over seeds)")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="two-sided confidence of every interval; each side "
+                                                               "errs at most half of 1 - confidence over all looks")
+    design: DesignSpec = Field(default_factory=DesignSpec, description="the looks at which seeds are added")
+    frozen: str | None = Field(None, description="the rule's hash, fixed before any confirmatory seed ran: a verdict "
+                                                 "is confirmatory only when its rule hashes to it and every seed is "
+                                                 ">= 1000 (`driftlab run` prints the hash)")
 
 
 class SelfProbeSpec(Strict):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from driftlab.config import DesignSpec
 from driftlab.experiments.claims import Verdict, evaluate
 from driftlab.experiments.spec import load_experiment
 from driftlab.runs.metrics import MetricsStore, metric_row
@@ -22,6 +23,9 @@ def judge(tmp_path, data: dict, rows: Rows) -> Verdict:
     ``data`` (one checkpoint per stage) and judge its claim. ``wobble`` is a small per-seed,
     per-domain offset, so intervals have a width."""
     exp = load_experiment(str(write(tmp_path, data)))
+    if exp.claim is not None and len(exp.seeds) > 1 and "design" not in data.get("claim", {}):
+        # these tests check each claim's logic: one look at the seeds written (the fixed-sample test)
+        exp.claim = exp.claim.model_copy(update={"design": DesignSpec(looks=[len(exp.seeds)])})
     store = MetricsStore(tmp_path / "metrics.parquet")
     for arm, cfg in exp.arms.items():
         for seed in exp.seeds:
@@ -46,7 +50,8 @@ def capability(acc: float, levels: list[int]) -> list[dict]:
 
 
 def reversion(tmp_path, end_capability: float, end_control: float, gained: float = 0.9, loss_rise: float = 0.1,
-              end_positive: float = 1.0, bad: tuple[float, float, float] = (-1.5, 3.0, -1.0)) -> Verdict:
+              end_positive: float = 1.0, bad: tuple[float, float, float] = (-1.5, 3.0, -1.0),
+              data: dict | None = None, spread: float = 0.0) -> Verdict:
     """Prior 1 bit, aligned 5, then the ends given (the bad-prior world: ``bad`` = prior, aligned,
     end); the capability stages take exact match from 0.05 to 0.05 + ``gained``, and held-out loss
     from 0.5 to 0.5 + ``loss_rise``."""
@@ -55,11 +60,48 @@ def reversion(tmp_path, end_capability: float, end_control: float, gained: float
 
     def rows(arm, seed, stage, wobble):
         treated = arm.startswith("capability") and stage == 2
-        return [*bits(levels[arm][stage], wobble),
+        jitter = spread * ((seed * 7) % 5 - 2) / 2 if stage == 2 else 0.0  # a per-seed offset of the end
+        return [*bits(levels[arm][stage] + jitter, wobble),
                 *(metric_row("capability_acc", 0.05 + (gained if treated else 0) + wobble[lv] / 10, None,
                              "arithmetic", f"level_{lv}") for lv in (1, 2, 3)),
-                metric_row("heldout_loss", 0.5 + (loss_rise if treated else 0) + wobble[seed] / 10)]
-    return judge(tmp_path, experiment_dict(seeds=3), rows)
+                metric_row("heldout_loss", 0.5 + (loss_rise if treated else 0) + wobble[seed % 6] / 10)]
+    return judge(tmp_path, data or experiment_dict(seeds=3), rows)
+
+
+def test_a_verdict_is_judged_at_its_look_and_says_whether_it_is_confirmatory(tmp_path):
+    """Looks at 3, 6 and 10 seeds (O'Brien-Fleming): an effect the fixed-sample test decides at 3
+    seeds is held at look 1 (level 4e-5) and decided at look 2. Confirmatory needs the frozen rule's
+    hash and seeds >= 1000; 4 seeds is not a look."""
+    for sub in ("3", "fixed", "6", "moved", "4"):
+        (tmp_path / sub).mkdir()
+
+    def data(seeds: int, first: int = 0, frozen: str | None = None) -> dict:
+        d = experiment_dict(seeds=seeds)
+        d["seed"] = first
+        d["claim"]["design"] = {"looks": [3, 6, 10]}
+        if frozen:
+            d["claim"]["frozen"] = frozen
+        return d
+
+    at3 = reversion(tmp_path / "3", 1.5, 5.0, data=data(3), spread=0.3)
+    rec = at3.record()
+    assert at3.outcome == "inconclusive" and rec["look"]["look"] == 1 and rec["look"]["stop"] == "continue"
+    assert rec["design"]["looks"] == [3, 6, 10] and rec["look"]["nominal_alpha"] < 1e-4
+    assert rec["status"] == "exploratory" and any("not frozen" in w for w in rec["why_exploratory"])
+    assert any("below 1000" in w for w in rec["why_exploratory"])
+    assert all(t["alpha_for"] == rec["look"]["nominal_alpha"] for t in rec["tests"] if t["role"] != "claim")
+    fixed = reversion(tmp_path / "fixed", 1.5, 5.0, spread=0.3)  # the same data judged as one look of 3
+    assert fixed.outcome == "supported"
+
+    at6 = reversion(tmp_path / "6", 1.5, 5.0, data=data(6, 1000, frozen=at3.rule_hash), spread=0.3)
+    assert at6.outcome == "supported" and at6.look["stop"] == "decided" and at6.look["look"] == 2
+    assert at6.confirmatory and at6.record()["status"] == "confirmatory" and at6.rule_hash == at3.rule_hash
+    moved = data(6, 1000, frozen=at3.rule_hash)
+    moved["claim"]["rule"]["min_drift"] = 0.2  # a threshold moved after freezing
+    changed = reversion(tmp_path / "moved", 1.5, 5.0, data=moved, spread=0.3)
+    assert not changed.confirmatory and any("changed after it was frozen" in w for w in changed.why_exploratory)
+    off = reversion(tmp_path / "4", 1.5, 5.0, data=data(4, 1000, frozen=at3.rule_hash), spread=0.3)
+    assert off.look["stop"] == "off design" and not off.confirmatory
 
 
 @pytest.mark.parametrize("end_capability, end_control, gained, loss_rise, outcome, failing, extra", [

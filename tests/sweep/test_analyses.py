@@ -86,6 +86,9 @@ def test_elasticity_read_outs_recover_known_half_times_from_a_metrics_table(tmp_
     assert q["misaligned_half_time"] < 1.0 and q["misaligned_ratio"] > q["ratio"]
     assert q["benign_censored"] == 1.0 and q["benign_half_time"] == exp.arms["benign"].stages[2].steps
     assert abs(q["prior"] - q["bayes_prior"]) < 0.05
+    from driftlab.config import DesignSpec
+
+    exp.claim = exp.claim.model_copy(update={"design": DesignSpec(looks=[len(exp.seeds)])})  # one look: the read-outs
     v = evaluate(exp, path)
     outcome = {t.name: t.outcome for t in v.tests}
     assert outcome["aligned"] == "supported" and outcome["prior_learned"] == "supported"

@@ -18,6 +18,8 @@ The claims themselves live in ``experiments/verdicts.py``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ import numpy as np
 
 from driftlab.config import ClaimSpec, ExperimentConfig, SelfProbeSpec
 from driftlab.errors import ConfigError
+from driftlab.experiments.design import FRESH_SEEDS, Design, Look, judge_at_look
 from driftlab.experiments.stats import INTERVAL, Estimate, Stat, Test, decide, jackknife_t, ordered
 from driftlab.registry import Registry
 from driftlab.runs.metrics import read_metrics
@@ -203,6 +206,15 @@ class Verdict:
     rule: dict[str, Any]
     confidence: float
     interval: str = INTERVAL
+    design: dict[str, Any] = field(default_factory=dict)  # the looks, spending and levels (``Design.record``)
+    look: dict[str, Any] = field(default_factory=dict)  # this look, its level and whether the seeds stop
+    rule_hash: str = ""
+    confirmatory: bool = False
+    why_exploratory: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "confirmatory" if self.confirmatory else "exploratory"
 
     def headline(self) -> str:
         return f"{self.claim}: {self.outcome.upper()}"
@@ -211,7 +223,8 @@ class Verdict:
         return {"claim": self.claim, "text": self.text, "outcome": self.outcome,
                 "tests": [t.record() for t in self.tests], "numbers": self.numbers, "notes": self.notes,
                 "table": self.table, "seeds": self.seeds, "arms": self.arms, "rule": self.rule,
-                "confidence": self.confidence, "interval": self.interval}
+                "confidence": self.confidence, "interval": self.interval, "design": self.design, "look": self.look,
+                "rule_hash": self.rule_hash, "status": self.status, "why_exploratory": self.why_exploratory}
 
 
 def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
@@ -220,9 +233,40 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     c = registered().get(exp.claim.id)
     m = Measured(metrics_path, exp.arms, exp.self_probe, exp.scenarios)
     found = c.judge(m, Rule(exp.claim))
+    spec = exp.claim
+    design = Design(tuple(spec.design.looks), spec.design.spending, (1 - spec.confidence) / 2, spec.design.futility)
+    look = judge_at_look(found.tests, design, len(m.seeds), lambda: decide(found.tests, found.outcome))
     outcome = decide(found.tests, found.outcome)
+    digest = rule_hash(spec)
+    why = exploratory_reasons(spec, digest, m.seeds, look)
+    if found.outcome is not None:
+        why.append("the claim combines its own tests at the fixed-sample level, outside the design's looks")
     return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, m.seeds,
-                   list(exp.arms), dict(exp.claim.rule), exp.claim.confidence)
+                   list(exp.arms), dict(spec.rule), spec.confidence, design=design.record(), look=look.record(),
+                   rule_hash=digest, confirmatory=not why, why_exploratory=why)
+
+
+def rule_hash(spec: ClaimSpec) -> str:
+    """The hash of everything that decides a verdict: the claim, its thresholds and arms, the
+    confidence and the design (``frozen`` itself excluded)."""
+    frozen = spec.model_dump(mode="json", exclude={"frozen"})
+    return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def exploratory_reasons(spec: ClaimSpec, digest: str, seeds: list[int], look: Look) -> list[str]:
+    """Why a verdict is exploratory (none: confirmatory): a rule not frozen before the seeds ran,
+    seeds that shaped the presets, a seed count that is not a planned look."""
+    why = []
+    if spec.frozen is None:
+        why.append(f"the rule is not frozen (claim.frozen: {digest} would freeze it, before new seeds run)")
+    elif spec.frozen != digest:
+        why.append(f"the rule hashes to {digest}, not to the frozen {spec.frozen}: it changed after it was frozen")
+    if min(seeds, default=0) < FRESH_SEEDS:
+        why.append(f"seeds below {FRESH_SEEDS} ({min(seeds, default=0)}-{max(seeds, default=0)}) were looked at "
+                   f"while the presets were shaped")
+    if look.look is None:
+        why.append(f"{look.seeds} seed(s) is not a planned look of the design")
+    return why
 
 
 def registered() -> Registry[Claim]:

@@ -23,11 +23,14 @@ wrongly accepted at most ``alpha`` of the time (2.5%), however the looks end:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from scipy import stats as st
+
+from driftlab.experiments.stats import DID_NOT_TAKE, holm
 
 SPENDING = ("obf", "pocock")
 
@@ -230,3 +233,72 @@ def _mde(design: Design, power: float, experiments: int) -> float:
         got = simulate(design, mid, experiments=experiments)["accept_above_with_futility"]
         lo, hi = (mid, hi) if got < power else (lo, mid)
     return (lo + hi) / 2
+
+
+FRESH_SEEDS = 1000  # every preset was shaped on seeds 0-2: confirmatory seeds start here
+
+
+@dataclass
+class Look:
+    """Where a verdict stands in its design: the look (None: the seed count is not a planned look),
+    the levels its tests were judged at, and whether the seeds stop here."""
+
+    look: int | None
+    seeds: int
+    alpha: float  # the nominal one-sided level of the predicted sides at this look
+    stop: str  # decided | futile | last look | continue | off design
+
+    def record(self) -> dict:
+        return {"look": None if self.look is None else self.look + 1, "seeds": self.seeds,
+                "nominal_alpha": self.alpha, "stop": self.stop}
+
+
+def judge_at_look(tests: list, design: Design, seeds: int, outcome: Callable[[], str]) -> Look:
+    """Set every test's levels for ``seeds`` seeds under ``design``: the look's nominal level on
+    each side (the fixed-sample level, ``design.alpha``, when ``seeds`` is not a planned look), and
+    Holm's step-down on the "not supported" side of the claim tests (any one of them contradicted is
+    enough, so that side is a union of k tests; "supported" needs them all and is not adjusted). Then
+    ``outcome()`` (the verdict at these levels) says whether the seeds stop: a firm verdict, futility
+    (no firm verdict has conditional power ``design.futility`` at the trend observed), or the last look."""
+    k = design.look_of(seeds)
+
+    def level(family: int = 1) -> float:
+        a = design.alpha / family
+        return design.nominal(k, a) if k is not None else a
+
+    for t in tests:  # an estimate widened for a family of comparisons (``Rule.estimate(tests=m)``) keeps it
+        family = max(1, round(2 * design.alpha / (1 - t.estimate.confidence)))
+        t.alpha_for = t.alpha_against = level(family)
+    claims = [t for t in tests if t.role == "claim"]
+    if len(claims) > 1:
+        holm(claims, level)
+    verdict = outcome()
+    if k is None:
+        stop = "off design"
+    elif not verdict.startswith("inconclusive") or verdict == DID_NOT_TAKE:
+        stop = "decided"
+    elif k == len(design.looks) - 1:
+        stop = "last look"
+    elif _futile(tests, design, k):
+        stop = "futile"
+    else:
+        stop = "continue"
+    return Look(k, seeds, level(), stop)
+
+
+def _futile(tests: list, design: Design, k: int) -> bool:
+    """No firm verdict keeps conditional power ``design.futility``: supported needs every test's
+    predicted side, not supported every check's and one claim test's other side, invalid one
+    control's other side, did-not-take one treatment check's."""
+    def can(t, side: str) -> bool:
+        if t.outcome == ("supported" if side == "for" else "not supported"):
+            return True
+        p = t.p_for() if side == "for" else t.p_against()
+        return bool(design.conditional_power(k, p) >= design.futility)
+
+    checks = [t for t in tests if t.role != "claim"]
+    claims = [t for t in tests if t.role == "claim"]
+    supported = all(can(t, "for") for t in tests)
+    not_supported = all(can(t, "for") for t in checks) and any(can(t, "against") for t in claims)
+    failed_check = any(can(t, "against") for t in checks)
+    return not (supported or not_supported or failed_check)

@@ -103,8 +103,10 @@ class Estimate:
         """The t statistic of the effect against ``threshold`` (NaN without an interval)."""
         if self._t is not None:
             return float(self._t(threshold))
-        if self.df > 0 and np.isfinite(self.se) and self.se > 0:
-            return (self.value - threshold) / self.se
+        if self.df > 0 and np.isfinite(self.se):
+            if self.se > 0:
+                return (self.value - threshold) / self.se
+            return float(np.sign(self.value - threshold) * np.inf) if self.value != threshold else float("nan")
         return float("nan")
 
     def p(self, threshold: float, side: str) -> float:

@@ -16,6 +16,7 @@ from driftlab.errors import DataError
 from driftlab.experiments.claims import evaluate
 from driftlab.experiments.spec import is_experiment_dir, load_experiment_dir
 from driftlab.report.plots import curves_figure, heatmap_figure, pareto_figure, standard_curves
+from driftlab.report.text import look_line
 from driftlab.runs.atomic import read_json, write_json, write_text
 from driftlab.runs.provenance import provenance
 
@@ -95,7 +96,7 @@ def verdict_html(v) -> str:
     one_seed = (" (one seed: intervals are over items, reflect item variation only, and a per-seed quantity has "
                 "none)" if len(v.seeds) == 1 else "")
     tests = _table(["check", "test", "effect", f"{v.confidence:.0%} interval", "threshold", "outcome", "what it measures"],
-                   [[t.role, t.name, f"{t.estimate.value:+.3f}{t.unit}", f"[{t.estimate.lo:+.3f}, {t.estimate.hi:+.3f}]",
+                   [[t.role, t.name, f"{t.estimate.value:+.3f}{t.unit}", "[{:+.3f}, {:+.3f}]".format(*t.interval),
                      f"{t.direction} {t.threshold:+.3f}", t.outcome + (f" ({t.power_note()})" if t.power_note() else ""),
                      t.description] for t in v.tests])
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in v.notes)
@@ -103,6 +104,7 @@ def verdict_html(v) -> str:
     return f"""<div class="verdict {cls}" id="verdict">
 <div>Claim <b>{html.escape(v.claim)}</b>: {html.escape(v.text)}</div>
 <div class="outcome">Verdict: {html.escape(v.outcome.upper())}</div>
+<div><b>{html.escape(v.status)}</b>: {html.escape(look_line(v))}</div>
 <div class="muted">{len(v.seeds)} seed(s) per arm ({', '.join(map(str, v.seeds))}); intervals: {html.escape(v.interval)}{one_seed}; rule fixed in the preset: {html.escape(json.dumps(v.rule))}</div>
 {tests}<ul>{notes}</ul></div>{numbers}"""
 
