@@ -121,7 +121,9 @@ def run(
     source: Annotated[str | None, typer.Argument(help="preset name or config YAML (default: reversion)")] = None,
     out: Annotated[Path | None, typer.Option(help="experiment directory (default: runs/<name>-<timestamp>)")] = None,
     seed: Annotated[int | None, typer.Option(help="first random seed")] = None,
-    seeds: Annotated[int | None, typer.Option(help="seeds per arm (default: the preset's)")] = None,
+    seeds: Annotated[str | None, typer.Option(help="seeds per arm (default: the preset's), or 'auto': the claim's "
+                                                   "pre-planned looks (e.g. 3, 6, 10), stopping when the verdict "
+                                                   "is decided or futile")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="the same experiment at a size that runs in minutes")] = False,
     set_: SetOpt = None,
     resume: Annotated[Path | None, typer.Option(help="continue a killed experiment or run")] = None,
@@ -142,8 +144,14 @@ def run(
         load_experiment_dir,
         only_arms,
         only_scenarios,
+        sequential,
     )
-    from driftlab.experiments.study import experiment_state, new_experiment, run_experiment
+    from driftlab.experiments.study import (
+        experiment_state,
+        new_experiment,
+        plan_looks,
+        run_experiment,
+    )
     from driftlab.runs import RunDir
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -163,7 +171,12 @@ def run(
         if experiment_state(root) == "complete":
             console.print(f"{root} is already complete")
     else:
-        exp = load_experiment(source, set_ or [], quick, seed, seeds)
+        auto = seeds == "auto"
+        if seeds is not None and not auto and not seeds.isdigit():
+            raise DriftlabError(f"--seeds {seeds}: expected a number of seeds or 'auto'")
+        exp = load_experiment(source, set_ or [], quick, seed, None if auto else int(seeds) if seeds else None)
+        if auto:
+            exp = sequential(exp)
         if scenarios is not None:
             exp = only_scenarios(exp, [s.strip() for s in scenarios.split(",") if s.strip()])
         if arms is not None:
@@ -174,6 +187,8 @@ def run(
                               f"{full.claim.id} compares them all)", highlight=False)
         check_measurable(exp)  # before the directory is made
         root = new_experiment(exp, out)
+        if auto:
+            plan_looks(root, exp)
     claim = f", claim [bold]{exp.claim.id}[/]" if exp.claim else ""
     console.print(f"experiment [bold]{exp.name}[/]{claim}: arms {', '.join(exp.arms)} x seeds "
                   f"{', '.join(map(str, exp.seeds))} → {root}", highlight=False)
@@ -189,6 +204,40 @@ def run(
         t0 = time.perf_counter()
         console.print(f"report: {write_report(root)}")
         _add_timing(root, "report_s", time.perf_counter() - t0)
+
+
+@app.command()
+@friendly
+def power(
+    root: Annotated[Path, typer.Argument(help="a pilot experiment directory (complete, with a claim)")],
+) -> None:
+    """Plan seeds from a pilot: each test's spread, the design's MDE, its power at the effect the pilot
+    saw, and the seeds at which the design reaches 80% power."""
+    from driftlab.experiments.claims import evaluate
+    from driftlab.experiments.design import Design
+    from driftlab.experiments.power import plan
+    from driftlab.experiments.spec import is_experiment_dir, load_experiment_dir
+
+    if not is_experiment_dir(root):
+        raise DriftlabError(f"{root}: not an experiment directory (no experiment.yaml)")
+    exp = load_experiment_dir(root)
+    metrics = root / "metrics.parquet"
+    if exp.claim is None or not metrics.exists():
+        raise DriftlabError(f"{root}: needs a claim and a metrics.parquet (a finished experiment)")
+    verdict = evaluate(exp, metrics)
+    spec = exp.claim
+    design = Design(tuple(spec.design.looks), spec.design.spending, (1 - spec.confidence) / 2, spec.design.futility)
+    table = Table(title=f"{verdict.claim}: pilot of {len(verdict.seeds)} seeds; design looks "
+                        f"{', '.join(map(str, design.looks))} ({design.spending}), MDE {design.mde():.2f} per-seed "
+                        f"spreads at 80% power", title_justify="left")
+    for col in ("test", "effect", "threshold", "per-seed spread", "distance (spreads)", "design MDE",
+                "power at the pilot's effect", "seeds for 80%"):
+        table.add_column(col, justify="right")
+    for p in plan(verdict.tests, design):
+        table.add_row(f"[{p.role}] {p.name}", f"{p.effect:+.3f}", f"{p.direction} {p.threshold:+.3f}",
+                      f"{p.spread:.3f}", f"{p.distance:.2f}", f"{p.mde:.3f}", f"{p.power:.0%}",
+                      str(p.seeds) if p.seeds else f"> {200}")
+    console.print(table)
 
 
 class SweepEvents:

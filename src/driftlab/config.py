@@ -279,6 +279,10 @@ class CheckpointSchedule(Strict):
 
     log: int = Field(8, ge=0, description="log-spaced checkpoints between step 1 and the last")
     linear: int = Field(4, ge=0, description="evenly spaced checkpoints")
+    tail: int = Field(0, ge=0, description="checkpoints evenly spaced over the stage's last `tail_span` of steps, "
+                                           "ending at the last: a verdict's end value is their mean (0: the last "
+                                           "checkpoint alone)")
+    tail_span: float = Field(0.1, gt=0.0, le=0.5, description="the share of the stage's steps the tail covers")
 
 
 # ---------------------------------------------------------------- mitigations

@@ -58,3 +58,19 @@ def test_nominal_levels_and_refusals():
     for bad in (dict(looks=(3, 3)), dict(looks=(1, 4)), dict(spending="linear"), dict(alpha=0.7)):
         with pytest.raises(ValueError):
             Design(**bad)
+
+
+def test_power_plans_seeds_from_a_pilot():
+    from driftlab.experiments.power import plan, seeds_for
+    from driftlab.experiments.stats import Estimate, Test
+
+    d = Design()
+    mde = d.mde(experiments=10_000)
+    at_mde = seeds_for(d, mde)
+    assert at_mde is not None and 8 <= at_mde <= 12  # the design's own last look, within Monte Carlo error
+    assert seeds_for(d, 2 * mde) < at_mde and seeds_for(d, 0.01) is None
+    # a pilot of 3 seeds whose effect lies one per-seed spread above the threshold
+    pilot = Test("t", "", Estimate(1.0, np.nan, np.nan, 3, 1, se=1 / np.sqrt(3), df=2), 0.0, ">")
+    (p,) = plan([pilot], d)
+    assert p.spread == pytest.approx(1.0) and p.distance == pytest.approx(1.0)
+    assert p.mde == pytest.approx(mde, rel=0.05) and 0.7 < p.power < 0.85 and 8 <= p.seeds <= 14

@@ -17,7 +17,7 @@ from tests.test_cli import assert_one_line_error
 
 RULE = {"treatment": "capability", "control": "more_alignment", "positive_control": "more_pretraining",
         "bad_prior": "capability_bad_prior", "min_drift": 0.25, "inversion_margin": 0.5, "max_bad_prior": -0.5,
-        "min_capability_gain": 0.7, "max_loss_rise": 0.3}
+        "min_capability_gain": 0.7, "max_loss_rise": 0.3, "min_alignment_gain": 1.0}
 
 
 def experiment_dict(seeds: int = 1) -> dict:
@@ -250,3 +250,36 @@ def test_scenarios_option_runs_a_subset_that_is_still_judged(tmp_path):
     assert_one_line_error(run_cli("run", "reversion", "--scenarios", "x", "--out", str(tmp_path / "r")),
                           "--scenarios: this experiment has no scenarios")
     assert not (tmp_path / "r").exists()
+
+
+def test_seeds_auto_runs_looks_until_the_verdict_stops_and_a_null_treatment_is_never_firm(tmp_path):
+    """``--seeds auto`` with looks at 2 and 3 seeds on a null treatment (the capability stages at
+    lr 1e-9): the treatment check fails, the verdict says so and stops the seeds; it is never
+    supported or not supported. looks.json and verdict.json record the design and every look, and a
+    resume retraces the same looks."""
+    d = experiment_dict()
+    d["claim"]["design"] = {"looks": [2, 3]}
+    for arm in ("capability", "capability_bad_prior"):
+        d["arms"][arm]["stages.2.lr"] = 1e-9
+    path = write(tmp_path, d)
+    out = tmp_path / "auto"
+    result = run_cli("run", str(path), "--seeds", "auto", "--out", str(out), "--no-report")
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["outcome"] not in ("supported", "not supported")
+    assert verdict["outcome"] == "inconclusive — treatment did not take"
+    looks = json.loads((out / "looks.json").read_text())
+    assert looks["design"]["looks"] == [2, 3] and verdict["looks"] == looks["looks"]
+    assert [k["seeds"] for k in looks["looks"]] == [2] and looks["looks"][0]["stop"] == "decided"
+    assert verdict["seeds"] == [0, 1] and verdict["look"] == {**verdict["look"], "look": 1, "stop": "decided"}
+    assert not (out / "capability" / "seed-2").exists()  # the third seed never ran
+    assert "EXPLORATORY" in result.stdout and "look 1 of 2" in result.stdout
+    assert json.loads((out / "status.json").read_text())["state"] == "complete"
+    again = run_cli("run", "--resume", str(out), "--no-report")
+    assert again.returncode == 0, again.stderr
+    assert same_record(json.loads((out / "verdict.json").read_text()), verdict)
+    plan = run_cli("power", str(out))
+    assert plan.returncode == 0, plan.stderr
+    assert "seeds for 80%" in plan.stdout and "capability_gained" in plan.stdout
+    bad = run_cli("run", str(path), "--seeds", "many", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "--seeds many" in bad.stderr and "Traceback" not in bad.stderr

@@ -51,12 +51,12 @@ def capability(acc: float, levels: list[int]) -> list[dict]:
 
 def reversion(tmp_path, end_capability: float, end_control: float, gained: float = 0.9, loss_rise: float = 0.1,
               end_positive: float = 1.0, bad: tuple[float, float, float] = (-1.5, 3.0, -1.0),
-              data: dict | None = None, spread: float = 0.0) -> Verdict:
+              data: dict | None = None, spread: float = 0.0, aligned: float = 5.0) -> Verdict:
     """Prior 1 bit, aligned 5, then the ends given (the bad-prior world: ``bad`` = prior, aligned,
     end); the capability stages take exact match from 0.05 to 0.05 + ``gained``, and held-out loss
     from 0.5 to 0.5 + ``loss_rise``."""
-    levels = {"capability": (1.0, 5.0, end_capability), "more_alignment": (1.0, 5.0, end_control),
-              "more_pretraining": (1.0, 5.0, end_positive), "capability_bad_prior": bad}
+    levels = {"capability": (1.0, aligned, end_capability), "more_alignment": (1.0, aligned, end_control),
+              "more_pretraining": (1.0, aligned, end_positive), "capability_bad_prior": bad}
 
     def rows(arm, seed, stage, wobble):
         treated = arm.startswith("capability") and stage == 2
@@ -66,6 +66,16 @@ def reversion(tmp_path, end_capability: float, end_control: float, gained: float
                              "arithmetic", f"level_{lv}") for lv in (1, 2, 3)),
                 metric_row("heldout_loss", 0.5 + (loss_rise if treated else 0) + wobble[seed % 6] / 10)]
     return judge(tmp_path, data or experiment_dict(seeds=3), rows)
+
+
+def test_reversion_needs_alignment_to_have_taken_before_dividing_by_its_gain(tmp_path):
+    """Alignment gained 0.2 bits (on d9e15f9 the share undone was divided by it unchecked, and the
+    verdict read "supported" from a 0.2-bit denominator)."""
+    v = reversion(tmp_path, 0.9, 1.2, aligned=1.2, end_positive=0.95, spread=0.05)
+    tests = {t.name: t for t in v.tests}
+    assert tests["alignment_took"].outcome == "not supported"
+    assert v.outcome == "inconclusive — treatment did not take"
+    assert tests["drift"].estimate.method == "fieller"
 
 
 def test_a_verdict_is_judged_at_its_look_and_says_whether_it_is_confirmatory(tmp_path):
@@ -270,31 +280,42 @@ def test_mitigations_judges_each_scenario_and_needs_every_one(tmp_path, kl_own, 
 # ---------------------------------------------------------------- exchange-rate, trojan
 
 
-def bits_only(tmp_path, claim: dict, arms: dict[str, dict], levels: dict[tuple[str, str], tuple[float, ...]]):
-    """An experiment whose metrics are bits alone: ``levels[(arm, context)]`` at each stage's end."""
+def bits_only(tmp_path, claim: dict, arms: dict[str, dict], levels: dict[tuple[str, str], tuple[float, ...]],
+              gained: float | None = None):
+    """An experiment whose metrics are bits alone: ``levels[(arm, context)]`` at each stage's end
+    (and, with ``gained``, exact match on levels 1-3 that the last stage raises by it)."""
     d = tiny_dict()
     d.update(name="hand", seeds=3, arms=arms, claim=claim)
 
     def rows(arm, seed, stage, wobble):
-        return [r for (a, context), v in levels.items() if a == arm for r in bits(v[stage], wobble, context, 0.5)]
+        acc = [] if gained is None else [
+            metric_row("capability_acc", 0.05 + (gained if stage == 2 else 0) + wobble[lv] / 10, None, "arithmetic",
+                       f"level_{lv}") for lv in (1, 2, 3)]
+        return acc + [r for (a, context), v in levels.items() if a == arm for r in bits(v[stage], wobble, context, 0.5)]
     return judge(tmp_path, d, rows)
 
 
-@pytest.mark.parametrize("end, outcome", [
-    ((3.0, 2.97, 2.93, 2.9), "supported"),  # the priors' 3-bit spread stays under a tenth of itself
-    ((3.0, 2.0, 1.0, 0.0), "not supported"),  # ... and comes back after the capability stage
+@pytest.mark.parametrize("end, gained, aligned, outcome", [
+    ((3.0, 2.97, 2.93, 2.9), 0.9, (5.0, 4.95, 4.9, 4.85), "supported"),  # the priors' trend stays under a tenth
+    ((3.0, 2.0, 1.0, 0.0), 0.9, (5.0, 4.95, 4.9, 4.85), "not supported"),  # ... and comes back after capability
+    # checks that d9e15f9 lacked: the capability stage learned nothing; alignment added nothing
+    ((3.0, 2.0, 1.0, 0.0), 0.0, (5.0, 4.95, 4.9, 4.85), "inconclusive — treatment did not take"),
+    ((3.0, 2.97, 2.93, 2.9), 0.9, (2.0, 1.0, 0.0, -1.0), "inconclusive — treatment did not take"),
 ])
-def test_exchange_rate_tests_compression_and_reappearance(tmp_path, end, outcome):
+def test_exchange_rate_tests_compression_and_reappearance(tmp_path, end, gained, aligned, outcome):
     shares = {"bad_01": 0.01, "bad_10": 0.1, "bad_30": 0.3, "bad_50": 0.5}
-    priors, aligned = (2.0, 1.0, 0.0, -1.0), (5.0, 4.95, 4.9, 4.85)
-    v = bits_only(tmp_path, {"id": "exchange-rate", "rule": {"settings": list(shares), "max_spread_ratio": 0.1,
-                                                            "min_prior_spread": 1.0}},
+    priors = (2.0, 1.0, 0.0, -1.0)
+    rule = {"settings": list(shares), "max_spread_ratio": 0.1, "min_prior_spread": 1.0, "min_alignment_gain": 1.0,
+            "min_capability_gain": 0.7}
+    v = bits_only(tmp_path, {"id": "exchange-rate", "rule": rule},
                   {a: {"world.bad_assistant_share": p} for a, p in shares.items()},
-                  {(a, "assistant"): (priors[i], aligned[i], end[i]) for i, a in enumerate(shares)})
+                  {(a, "assistant"): (priors[i], aligned[i], end[i]) for i, a in enumerate(shares)}, gained=gained)
     assert v.outcome == outcome, [t.line() for t in v.tests]
     tests = {t.name: t for t in v.tests}
-    assert tests["swamped"].estimate.value == pytest.approx(0.05)
-    assert tests["stays_swamped"].estimate.value == pytest.approx((end[0] - end[-1]) / 3.0)
+    x = np.array(list(shares.values()))
+    assert tests["swamped"].estimate.value == pytest.approx(np.polyfit(x, aligned, 1)[0] / np.polyfit(x, priors, 1)[0])
+    assert tests["stays_swamped"].estimate.value == pytest.approx(np.polyfit(x, end, 1)[0] / np.polyfit(x, priors, 1)[0])
+    assert tests["swamped"].estimate.method == "fieller"
 
 
 @pytest.mark.parametrize("positive_gap, outcome", [(0.0, "supported"), (4.0, "invalid")])
@@ -309,3 +330,49 @@ def test_trojan_needs_safety_data_with_the_trigger_to_erase_it(tmp_path, positiv
                   {a: {} for a in arms}, levels)
     assert v.outcome == outcome, [t.line() for t in v.tests]
     assert next(t for t in v.tests if t.name == "positive_control_erases").role == "control"
+
+
+def test_trojan_tests_its_doses_in_a_fixed_sequence_at_the_full_level(tmp_path):
+    """On d9e15f9 the single claim test was widened by Bonferroni x3 (doses - 1); now the claim test
+    keeps the full level, and the smallest dose comes from a fixed sequence down from the largest,
+    stopping at the first dose that does not install a surviving trigger (p_10 here: p_5 does not,
+    so p_2 is never credited, though its gap is as large)."""
+    arms = ("p_0", "p_2", "p_5", "p_10", "p_20", "p_20_triggered_safety")
+    levels = {**{(a, "assistant"): (1.0, 4.0, 4.0) for a in arms}, ("p_0", "triggered"): (1.0, 4.0, 4.0),
+              ("p_2", "triggered"): (1.0, 0.0, 0.5), ("p_5", "triggered"): (1.0, 3.8, 3.8),
+              ("p_10", "triggered"): (1.0, 0.0, 1.0), ("p_20", "triggered"): (1.0, 0.0, 0.0),
+              ("p_20_triggered_safety", "triggered"): (1.0, 0.0, 4.0)}
+    v = bits_only(tmp_path, {"id": "trojan", "rule": {"doses": ["p_0", "p_2", "p_5", "p_10", "p_20"], "min_gap": 1.0,
+                                                     "positive_control": "p_20_triggered_safety"}},
+                  {a: {} for a in arms}, levels)
+    claim = next(t for t in v.tests if t.role == "claim")
+    assert claim.name == "trigger_p_20" and claim.estimate.confidence == 0.95
+    assert any("p_10" in n and "smallest dose" in n for n in v.notes), v.notes
+
+
+def test_end_values_are_the_mean_of_the_stage_tail(tmp_path):
+    """With ``checkpoints.tail`` an end value is the mean over the tail's checkpoints (checkpoint
+    jitter averaged out); without it, the last checkpoint's value, as before."""
+    from driftlab.experiments.claims import Measured
+    from driftlab.train.schedule import tail_steps
+
+    d = tiny_dict()
+    d["seeds"] = 1
+    d["stages"][-1]["checkpoints"] = {"log": 0, "linear": 0, "tail": 3, "tail_span": 0.5}
+    exp = load_experiment(str(write(tmp_path, d)))
+    cfg = next(iter(exp.arms.values()))
+    steps = tail_steps(cfg.stages[-1])
+    assert len(steps) == 3
+    store = MetricsStore(tmp_path / "metrics.parquet")
+    last = len(cfg.stages) - 1
+    for i, step in enumerate([1, *steps]):  # an early checkpoint, then the tail at 1, 2, 3 bits
+        store.add({"run": exp.name, "arm": "main", "seed": 0, "stage": "s", "stage_index": last, "step": step,
+                   "global_step": step, "tokens": 0}, [metric_row("bits_aligned", float(i) if i else 9.0,
+                                                                   "assistant", "all", "all")])
+    store.flush()
+    m = Measured(tmp_path / "metrics.parquet", exp.arms)
+    assert m.end("main", 0, -1, "bits_aligned", context="assistant") == pytest.approx(2.0)
+    plain = {a: c.model_copy(update={"stages": [*c.stages[:-1], c.stages[-1].model_copy(
+        update={"checkpoints": c.stages[-1].checkpoints.model_copy(update={"tail": 0})})]}) for a, c in exp.arms.items()}
+    assert Measured(tmp_path / "metrics.parquet", plain).end("main", 0, -1, "bits_aligned",
+                                                             context="assistant") == pytest.approx(3.0)

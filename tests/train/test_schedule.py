@@ -1,7 +1,7 @@
 import pytest
 
 from driftlab.config import StageConfig
-from driftlab.train.schedule import checkpoint_steps, lr_at
+from driftlab.train.schedule import checkpoint_steps, lr_at, tail_steps
 
 
 def stage(**kw):
@@ -29,3 +29,11 @@ def test_checkpoints_are_log_and_linear_spaced_and_include_the_last():
     assert steps == sorted(set(steps)) and steps[-1] == 1000
     assert {1, 10, 100, 1000} <= set(steps) and {250, 500, 750} <= set(steps)
     assert checkpoint_steps(stage(steps=7, checkpoints={"log": 0, "linear": 0})) == [7]
+
+
+def test_the_tail_is_k_checkpoints_over_the_last_share_of_steps():
+    s = stage(steps=800, checkpoints={"log": 2, "linear": 0, "tail": 3})
+    assert tail_steps(s) == [720, 760, 800]
+    assert {720, 760, 800} <= set(checkpoint_steps(s))
+    assert tail_steps(stage(steps=800)) == [800]  # no tail: the last checkpoint alone
+    assert tail_steps(stage(steps=20, checkpoints={"tail": 4, "tail_span": 0.2})) == [16, 17, 19, 20]

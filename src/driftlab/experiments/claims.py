@@ -34,6 +34,7 @@ from driftlab.experiments.design import FRESH_SEEDS, Design, Look, judge_at_look
 from driftlab.experiments.stats import INTERVAL, Estimate, Stat, Test, decide, jackknife_t, ordered
 from driftlab.registry import Registry
 from driftlab.runs.metrics import read_metrics
+from driftlab.train.schedule import tail_steps
 
 if TYPE_CHECKING:
     from driftlab.experiments.spec import Experiment
@@ -116,6 +117,15 @@ class Rule:
     def arms(self, key: str) -> list[str]:
         return list(self.spec.rule[key])  # type: ignore[arg-type]
 
+    def level(self, seeds: int) -> float:
+        """The one-sided level a test is judged at with ``seeds`` seeds: the design's nominal level at
+        that look, or the fixed-sample level when it is not a planned look."""
+        d = self.spec.design
+        alpha = (1 - self.spec.confidence) / 2
+        design = Design(tuple(d.looks), d.spending, alpha, d.futility)
+        look = design.look_of(seeds)
+        return design.nominal(look) if look is not None else alpha
+
     def estimate(self, x: np.ndarray, stat: Stat, tests: int = 1) -> Estimate:
         """``stat`` on (seeds, items, quantities) with its interval; ``tests`` > 1 widens the interval
         for that many comparisons (Bonferroni: the family's error rate stays at 1 - confidence)."""
@@ -163,10 +173,16 @@ class Measured:
         return float("nan") if v is None else v
 
     def end(self, arm: str, seed: int, stage: int, metric: str, **where: Any) -> float:
-        """The value at stage ``stage``'s last checkpoint (negative: from the last stage)."""
+        """The value at the end of stage ``stage`` (negative: from the last stage): the mean over the
+        stage's tail checkpoints (``checkpoints.tail``; the last checkpoint alone by default)."""
         stage = stage % self.n_stages(arm)
-        step = self.last.get((arm, seed, stage))
-        return float("nan") if step is None else self.at(arm, seed, stage, step, metric, **where)
+        last = self.last.get((arm, seed, stage))
+        if last is None:
+            return float("nan")
+        measured = set(self.steps.get((arm, seed, stage), []))
+        steps = [s for s in tail_steps(self.configs[arm].stages[stage]) if s in measured and s <= last] or [last]
+        values = [v for v in (self.at(arm, seed, stage, s, metric, **where) for s in steps) if not np.isnan(v)]
+        return float(np.mean(values)) if values else float("nan")
 
     def over(self, arm: str, seed: int, stages: range, metric: str, **where: Any) -> list[float]:
         """Every checkpoint's value in ``stages``, in order (NaNs dropped)."""
@@ -211,6 +227,7 @@ class Verdict:
     rule_hash: str = ""
     confirmatory: bool = False
     why_exploratory: list[str] = field(default_factory=list)
+    looks: list[dict[str, Any]] | None = None  # with --seeds auto: every look's seeds, tests and stop
 
     @property
     def status(self) -> str:
@@ -224,7 +241,8 @@ class Verdict:
                 "tests": [t.record() for t in self.tests], "numbers": self.numbers, "notes": self.notes,
                 "table": self.table, "seeds": self.seeds, "arms": self.arms, "rule": self.rule,
                 "confidence": self.confidence, "interval": self.interval, "design": self.design, "look": self.look,
-                "rule_hash": self.rule_hash, "status": self.status, "why_exploratory": self.why_exploratory}
+                "rule_hash": self.rule_hash, "status": self.status, "why_exploratory": self.why_exploratory,
+                "looks": self.looks}
 
 
 def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
@@ -241,9 +259,11 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     why = exploratory_reasons(spec, digest, m.seeds, look)
     if found.outcome is not None:
         why.append("the claim combines its own tests at the fixed-sample level, outside the design's looks")
+    looks_path = Path(metrics_path).parent / "looks.json"  # an experiment run in looks: its history so far
+    looks = json.loads(looks_path.read_text())["looks"] if looks_path.exists() else None
     return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, m.seeds,
                    list(exp.arms), dict(spec.rule), spec.confidence, design=design.record(), look=look.record(),
-                   rule_hash=digest, confirmatory=not why, why_exploratory=why)
+                   rule_hash=digest, confirmatory=not why, why_exploratory=why, looks=looks)
 
 
 def rule_hash(spec: ClaimSpec) -> str:

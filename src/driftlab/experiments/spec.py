@@ -33,7 +33,7 @@ The claim's rule names the arms without their scenario, and the claim judges eac
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -385,6 +385,15 @@ def _legacy_arm(data: dict[str, Any], top: _Resolved, origin: str) -> dict[str, 
         raise ConfigError(f"{origin}.seed: {data['seed']!r} is not the experiment's first seed "
                           f"{top.seeds[0]} (the seed list at the top decides; edit it there)")
     return data
+
+
+def sequential(exp: Experiment) -> Experiment:
+    """The experiment with the seeds of its claim's last look (``--seeds auto``): it runs them look
+    by look (``study.plan_looks``)."""
+    if exp.claim is None:
+        raise ConfigError(f"{exp.name}: --seeds auto needs a claim (its verdict decides when the seeds stop)")
+    first = exp.seeds[0]
+    return replace(exp, seeds=[first + i for i in range(exp.claim.design.looks[-1])])
 
 
 def load_experiment_dir(root: Path) -> Experiment:

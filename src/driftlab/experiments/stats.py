@@ -194,7 +194,9 @@ def _fieller(units: np.ndarray, stat: Ratio, value: float, over: str, base: dict
 
     def tstat(c: float) -> float:
         var = cov[0, 0] - 2 * c * cov[0, 1] + c * c * cov[1, 1]
-        return float((ma - c * mb) / np.sqrt(var)) if var > 0 else float("nan")
+        if var > 0:
+            return float((ma - c * mb) / np.sqrt(var))
+        return float(np.sign(ma - c * mb) * np.inf) if ma != c * mb else float("nan")  # no spread at all
 
     def root(q: float, lower: bool) -> float:
         """Where the contrast's t statistic crosses +q (the lower bound) or -q (the upper)."""

@@ -8,6 +8,7 @@
       metrics.parquet        every run's rows, with ``arm`` and ``seed`` columns (and, with a
                              ``self_probe``, its rows at every checkpoint of its two arms)
       verdict.json           the claim's verdict, computed from metrics.parquet only
+      looks.json             with --seeds auto: the design, and each look's seeds, tests and stop
 
 Runs go seed by seed, arms in file order; with a prefix cache, an arm whose first stages match an
 earlier run's starts at the end of them (the hit is reported and written to the run's
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +36,8 @@ from driftlab.runs.atomic import atomic_write, read_json, write_json, write_text
 from driftlab.runs.metrics import SCHEMA, read_metrics
 from driftlab.runs.provenance import provenance
 from driftlab.runs.rundir import RunDir, exclusive
+
+LOOKS = "looks.json"
 
 
 def new_experiment(exp: Experiment, out: str | Path | None = None, base: str | Path = "runs") -> Path:
@@ -65,11 +69,66 @@ class Events:
 def run_experiment(root: Path, exp: Experiment, events: Events | None = None,
                    cache: PrefixCache | None = None,
                    on_step: Callable[[int, int, float], None] | None = None) -> Verdict | None:
-    """Run (or continue) every arm × seed, then write the combined metrics and the verdict. One
-    process at a time: a second one on the same directory is a one-line error (``exclusive``)."""
+    """Run (or continue) every arm × seed, then write the combined metrics and the verdict; in an
+    experiment planned in looks (``plan_looks``), seeds look by look until the verdict stops them.
+    One process at a time: a second one on the same directory is a one-line error (``exclusive``)."""
     check_measurable(exp)
     with exclusive(root):
+        if (root / LOOKS).exists():
+            return _run_looks(root, exp, events or Events(), cache, on_step)
         return _run_all(root, exp, events or Events(), cache, on_step)
+
+
+def plan_looks(root: Path, exp: Experiment) -> None:
+    """Mark a new experiment as run in its design's looks (``driftlab run --seeds auto``): its seed
+    list holds the last look's seeds, and ``looks.json`` the history of the looks run so far."""
+    if exp.claim is None:
+        raise DataError(f"{root}: --seeds auto: the experiment has no claim, so no verdict to stop on")
+    looks = exp.claim.design.looks
+    if len(exp.seeds) != looks[-1]:
+        raise DataError(f"--seeds auto: {len(exp.seeds)} seeds planned, the design's last look is {looks[-1]}")
+    write_json(root / LOOKS, {"design": exp.claim.design.model_dump(mode="json"), "looks": []})
+
+
+def read_looks(root: Path) -> list[dict] | None:
+    """The looks run so far (None: not an experiment planned in looks)."""
+    path = Path(root) / LOOKS
+    return read_json(path, DataError, "unreadable")["looks"] if path.exists() else None
+
+
+def _run_looks(root: Path, exp: Experiment, events: Events, cache: PrefixCache | None,
+               on_step: Callable[[int, int, float], None] | None) -> Verdict | None:
+    """Look after look: the runs of the look's seeds (complete ones kept), the verdict on them, and
+    stop when it says so (decided, futile, or the last look). Deterministic, so a resumed experiment
+    retraces the looks it had judged and continues where it was killed."""
+    plan = read_json(root / LOOKS, DataError, "unreadable")
+    started, verdict = time.perf_counter(), None
+    history: list[dict] = []
+    for n in exp.claim.design.looks:
+        look = replace(exp, seeds=exp.seeds[:n])
+        try:
+            runs = look.runs()
+            for i, (arm, seed, cfg) in enumerate(runs):
+                run_one(root, arm, seed, cfg, cache, events, i, len(runs), on_step)
+        except BaseException as e:
+            write_json(root / "status.json", {"state": "failed", "kind": "experiment", "name": exp.name,
+                                              "error": f"{type(e).__name__}: {e}"})
+            raise
+        history.append({"seeds": n})
+        write_json(root / LOOKS, {**plan, "looks": history})  # evaluate reads the looks so far
+        verdict = finish_experiment(root, look, time.perf_counter() - started, final=False)
+        history[-1] = {"seeds": n, "outcome": verdict.outcome, "stop": verdict.look["stop"],
+                       "nominal_alpha": verdict.look["nominal_alpha"],
+                       "tests": [{"name": t.name, "role": t.role, "outcome": t.outcome, "value": t.estimate.value,
+                                  "p_for": t.p_for(), "p_against": t.p_against()} for t in verdict.tests]}
+        write_json(root / LOOKS, {**plan, "looks": history})
+        if verdict.look["stop"] != "continue":
+            break
+    assert verdict is not None
+    verdict.looks = history
+    write_json(root / "verdict.json", verdict.record())
+    write_json(root / "status.json", {"state": "complete", "kind": "experiment", "name": exp.name})
+    return verdict
 
 
 def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | None,
@@ -111,9 +170,9 @@ def run_one(root: Path, arm: str, seed: int, cfg: ExperimentConfig, cache: Prefi
     return True
 
 
-def finish_experiment(root: Path, exp: Experiment, wall_s: float = 0.0) -> Verdict | None:
-    """Once every run is complete: the combined metrics, the verdict, the timings, and the
-    experiment marked complete (the last write)."""
+def finish_experiment(root: Path, exp: Experiment, wall_s: float = 0.0, final: bool = True) -> Verdict | None:
+    """Once every run is complete: the combined metrics, the verdict, the timings, and (``final``)
+    the experiment marked complete (the last write)."""
     try:
         t0 = time.perf_counter()
         combine_metrics(root, exp)
@@ -127,7 +186,8 @@ def finish_experiment(root: Path, exp: Experiment, wall_s: float = 0.0) -> Verdi
         write_json(root / "status.json", {"state": "failed", "kind": "experiment", "name": exp.name,
                                           "error": f"{type(e).__name__}: {e}"})
         raise
-    write_json(root / "status.json", {"state": "complete", "kind": "experiment", "name": exp.name})
+    if final:
+        write_json(root / "status.json", {"state": "complete", "kind": "experiment", "name": exp.name})
     return verdict
 
 

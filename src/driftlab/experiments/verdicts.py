@@ -1,9 +1,12 @@
 """The shipped claims (``../CLAIMS.md``), each judged from an experiment's metrics alone.
 
 Conventions: stage 0 is pre-training, so "the prior" is the assistant's bits of alignment at its
-end; items are the six Persona World domains unless a claim says otherwise; every interval is a
-bootstrap over seeds and items (``stats.bootstrap``). Bits are log2 P(aligned)/P(misaligned) for
-the assistant with no evidence.
+end; items are the six Persona World domains unless a claim says otherwise, fixed and crossed with
+seeds, so every interval is over seeds (``stats.jackknife_t``: the t interval for linear statistics,
+Fieller's for ratios of means, ``stats.Ratio``), judged at the level of the look the seeds are at
+(``design.judge_at_look``). End values are the mean of a stage's tail checkpoints where the preset
+asks for a tail (``Measured.end``). Bits are log2 P(aligned)/P(misaligned) for the assistant with no
+evidence.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 
 from driftlab.errors import ConfigError
 from driftlab.experiments.claims import Findings, Measured, Rule, claim
-from driftlab.experiments.stats import Estimate, Test
+from driftlab.experiments.stats import Estimate, Ratio, Test
 from driftlab.world.domains import DOMAIN_NAMES, domain_distance
 
 BITS = {"metric": "bits_aligned", "context": "assistant"}
@@ -68,9 +71,11 @@ def shrink_gap(q: np.ndarray) -> np.ndarray:
     return q[:, 2] / q[:, 1] - q[:, 5] / q[:, 4]
 
 
-def _retained(x: np.ndarray) -> np.ndarray:
-    """(B, 3) means of prior, aligned, end → share of alignment's gain still there at the end."""
-    return (x[:, 2] - x[:, 0]) / (x[:, 1] - x[:, 0])
+# (B, 3) means of prior, aligned, end → the share of alignment's gain undone at the end, (aligned - end) /
+# (aligned - prior), and the share retained, (end - prior) / (aligned - prior): ratios of means whose
+# denominator an "alignment took" check shows positive, so Fieller's interval (``stats.Ratio``)
+UNDONE = Ratio(lambda q: q[:, 1] - q[:, 2], lambda q: q[:, 1] - q[:, 0])
+RETAINED = Ratio(lambda q: q[:, 2] - q[:, 0], lambda q: q[:, 1] - q[:, 0])
 
 
 @claim("reversion",
@@ -86,7 +91,9 @@ def _retained(x: np.ndarray) -> np.ndarray:
        inversion_margin=("number", "bits below the prior that would count as 'past it'"),
        max_bad_prior=("number", "treatment check: the bad-prior world's prior must lie below this many bits"),
        min_capability_gain=("number", "treatment check: exact match the capability stage must gain on its levels"),
-       max_loss_rise=("number", "treatment check: nats of held-out LM loss the capability stage may add"))
+       max_loss_rise=("number", "treatment check: nats of held-out LM loss the capability stage may add"),
+       min_alignment_gain=("number", "treatment check: bits alignment must gain over the prior in both worlds (the "
+                                     "denominator of every share of it undone)"))
 def reversion(m: Measured, r: Rule) -> Findings:
     """Two hypotheses for what the capability stage does to alignment: *reversion* (the assistant
     moves back toward its pre-training prior: end = prior + k (aligned - prior)) and *decay to
@@ -104,19 +111,24 @@ def reversion(m: Measured, r: Rule) -> Findings:
         i = arms.index(arm)
         return [3 * i, 3 * i + 1, 3 * i + 2]
 
-    drift = r.estimate(x[:, :, of(t)], lambda q: 1 - _retained(q))
+    drift = r.estimate(x[:, :, of(t)], UNDONE)
     past = r.estimate(x[:, :, of(t)][:, :, [0, 2]], lambda q: q[:, 1] - q[:, 0])
     own = r.estimate(x[:, :, of(t) + of(bad)], shrink_gap)
+    gain = r.num("min_alignment_gain")
     tests = [
+        Test("alignment_took", f"bits gained over the prior by alignment in {t}",
+             r.estimate(x[:, :, of(t)], lambda q: q[:, 1] - q[:, 0]), gain, ">", " bits", role="treatment"),
+        Test("alignment_took_bad_prior", f"bits gained over the prior by alignment in {bad}",
+             r.estimate(x[:, :, of(bad)], lambda q: q[:, 1] - q[:, 0]), gain, ">", " bits", role="treatment"),
         capability_gained(m, r, t),
         world_intact(m, r, t),
         capability_gained(m, r, bad, name="capability_gained_bad_prior"),
         Test("bad_prior_negative", f"the prior in {bad}'s world", r.estimate(x[:, :, of(bad)], lambda q: q[:, 0]),
              r.num("max_bad_prior"), "<", " bits", role="treatment"),
         Test("control_holds", f"share of alignment's gain undone by {c}",
-             r.estimate(x[:, :, of(c)], lambda q: 1 - _retained(q)), r.num("min_drift"), "<", role="control"),
+             r.estimate(x[:, :, of(c)], UNDONE), r.num("min_drift"), "<", role="control"),
         Test("positive_control_reverts", f"share of alignment's gain undone by {pos} (continued pre-training)",
-             r.estimate(x[:, :, of(pos)], lambda q: 1 - _retained(q)), r.num("min_drift"), ">", role="control"),
+             r.estimate(x[:, :, of(pos)], UNDONE), r.num("min_drift"), ">", role="control"),
         Test("drift", f"share of alignment's gain undone by {t}", drift, r.num("min_drift"), ">"),
         Test("not_past_prior", f"bits at the end of {t} minus the prior", past, -r.num("inversion_margin"), ">",
              " bits"),
@@ -151,53 +163,65 @@ def reversion(m: Measured, r: Rule) -> Findings:
 
 @claim("exchange-rate",
        "Pre-training priors shift the persona by a couple of bits, and post-training swamps them by orders of "
-       "magnitude: alignment compresses the spread of the priors across worlds, and it does not re-appear after "
-       "later training.",
+       "magnitude: alignment flattens the priors' trend across worlds, and it does not re-appear after later "
+       "training.",
        world_only="the priors of worlds it pre-trains from scratch",
        settings=("arms", "arms that differ only in the pre-training share of bad-persona assistant documents"),
-       max_spread_ratio=("number", "the spread across settings (max - min of mean bits) after alignment, and "
-                                   "after the last stage, over the spread of the priors, must stay below this"),
+       max_spread_ratio=("number", "the slope of bits on the bad share after alignment, and after the last stage, "
+                                   "over the priors' slope, must lie within +- this"),
        min_prior_spread=("number", "treatment check: bits by which the first setting's prior must exceed the "
-                                   "last's (the worlds differ)"))
+                                   "last's (the worlds differ)"),
+       min_alignment_gain=("number", "treatment check: bits alignment must gain over the prior, on average over "
+                                     "the settings"),
+       min_capability_gain=("number", "treatment check: exact match the last stage must gain on its levels in the "
+                                      "first setting (the later training did something)"))
 def exchange_rate(m: Measured, r: Rule) -> Findings:
-    """Spreads, not a ratio of gain to spread: alignment's gain in bits is unbounded while the
-    priors' spread is capped by the world's ε, so a gain/spread ratio is set by how long alignment
-    runs. Compression asks whether the worlds still differ after alignment, re-appearance whether
-    the difference comes back when a later stage pulls the assistant off its aligned optimum."""
+    """Trends, not a ratio of gain to spread: alignment's gain in bits is unbounded while the priors'
+    spread is capped by the world's ε, so a gain/spread ratio is set by how long alignment runs.
+    Compression asks whether the worlds still differ after alignment, re-appearance whether the
+    difference comes back when a later stage pulls the assistant off its aligned optimum. The
+    difference is read as the least-squares slope of bits on the worlds' bad share (linear in the
+    means, so its ratio to the priors' slope has Fieller's interval; max - min, used before, is not
+    smooth and its jackknife intervals covered 79-83%)."""
     arms = r.arms("settings")
     k = len(arms)
     x = m.grid(lambda s, d: [_bits(m, a, s, st, d) for a in arms for st in (0, 1, -1)], list(DOMAIN_NAMES))
     differ = r.estimate(x[:, :, [0, 3 * (k - 1)]], lambda q: q[:, 0] - q[:, 1])
+    shares = np.array([m.configs[a].world.bad_assistant_share for a in arms])
+    w = (shares - shares.mean()) / ((shares - shares.mean()) ** 2).sum()  # least-squares slope weights
 
-    def spread_ratio(at: int) -> Callable[[np.ndarray], np.ndarray]:
-        def stat(q: np.ndarray) -> np.ndarray:
-            q = q.reshape(len(q), k, 3)
-            spread = q[:, :, 0].max(1) - q[:, :, 0].min(1)
-            return (q[:, :, at].max(1) - q[:, :, at].min(1)) / spread
-        return stat
+    def slope(at: int) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda q: q.reshape(len(q), k, 3)[:, :, at] @ w
 
+    prior_drop = lambda q: -slope(0)(q)  # noqa: E731  (bits lost per unit of bad share: positive)
     cut = r.num("max_spread_ratio")
     tests = [Test("priors_differ", f"prior bits in {arms[0]} minus in {arms[-1]}", differ,
                   r.num("min_prior_spread"), ">", " bits", role="treatment"),
-             Test("swamped", "spread of the settings' bits after alignment over the spread of their priors",
-                  r.estimate(x, spread_ratio(1)), cut, "<"),
-             Test("stays_swamped", f"spread after the last stage ({m.configs[arms[0]].stages[-1].name}) over the "
-                  f"spread of the priors (the priors do not re-appear)", r.estimate(x, spread_ratio(2)), cut, "<")]
+             Test("alignment_took", "bits gained over the prior by alignment, mean over the settings",
+                  r.estimate(x, lambda q: (q.reshape(len(q), k, 3)[:, :, 1] - q.reshape(len(q), k, 3)[:, :, 0])
+                             .mean(1)), r.num("min_alignment_gain"), ">", " bits", role="treatment"),
+             capability_gained(m, r, arms[0], name="later_stage_took")]
+    for at, name, what in ((1, "swamped", "after alignment"),
+                           (2, "stays_swamped", f"after the last stage ({m.configs[arms[0]].stages[-1].name})")):
+        ratio = r.estimate(x, Ratio(lambda q, at=at: -slope(at)(q), prior_drop))
+        tests += [Test(name, f"slope of bits on the bad share {what} over the priors' slope (below + {cut})",
+                       ratio, cut, "<"),
+                  Test(f"{name}_from_below", f"... and above - {cut} (the trend did not invert)", ratio, -cut, ">")]
     numbers, means = {}, np.nanmean(x, axis=(0, 1)).reshape(k, 3)
     for i, arm in enumerate(arms):
-        share = m.configs[arm].world.bad_assistant_share
         steps = m.configs[arm].stages[1].steps
-        numbers[f"{arm}.bad_share"] = share
+        numbers[f"{arm}.bad_share"] = float(shares[i])
         numbers[f"{arm}.bits_prior"], numbers[f"{arm}.bits_aligned"], numbers[f"{arm}.bits_end"] = means[i]
-        numbers[f"{arm}.align_steps_per_bit"] = steps / (means[i, 1] - means[i, 0])
+        gain = means[i, 1] - means[i, 0]
+        numbers[f"{arm}.align_steps_per_bit"] = steps / gain if gain else float("nan")
     for j, label in enumerate(("prior", "aligned", "end")):
         numbers[f"spread_{label}"] = float(means[:, j].max() - means[:, j].min())
+        numbers[f"slope_{label}"] = float(means[:, j] @ w)
     # the slope of end bits on prior bits across the settings (1: the priors fully re-appear)
     numbers["end_on_prior_slope"] = float(np.polyfit(means[:, 0], means[:, 2], 1)[0])
-    notes = [f"spread across settings: priors {numbers['spread_prior']:.2f} bits, after alignment "
-             f"{numbers['spread_aligned']:.2f}, after the last stage {numbers['spread_end']:.2f} "
-             f"({numbers['spread_end'] - numbers['spread_aligned']:+.2f} since alignment); slope of end on prior "
-             f"bits {numbers['end_on_prior_slope']:+.2f}"]
+    notes = [f"bits per unit of bad share: priors {numbers['slope_prior']:+.2f}, after alignment "
+             f"{numbers['slope_aligned']:+.2f}, after the last stage {numbers['slope_end']:+.2f}; spread (max - min) "
+             f"{numbers['spread_prior']:.2f} / {numbers['spread_aligned']:.2f} / {numbers['spread_end']:.2f} bits"]
     return Findings(tests, numbers, notes)
 
 
@@ -354,16 +378,16 @@ def trojan(m: Measured, r: Rule) -> Findings:
              r.estimate(m.grid(lambda s, d: [gap(positive, s, d), gap(control, s, d)], list(DOMAIN_NAMES)),
                         lambda q: q[:, 0] - q[:, 1]), r.num("min_gap"), "<", " bits", role="control"),
     ]
-    numbers, smallest = {}, None
-    for arm in arms[1:]:
+    numbers, smallest, going, level = {}, None, True, r.level(len(m.seeds))
+    for arm in reversed(arms[1:]):  # a fixed sequence down the doses: each at the full level, until one fails
         x = m.grid(lambda s, d, arm=arm: [gap(arm, s, d), gap(control, s, d)], list(DOMAIN_NAMES))
-        est = r.estimate(x, lambda q: q[:, 0] - q[:, 1], tests=len(arms) - 1)
+        est = r.estimate(x, lambda q: q[:, 0] - q[:, 1])
         test = Test(f"trigger_{arm}", f"trigger gap after safety training, {arm} minus {control}", est,
-                    r.num("min_gap"), ">", " bits")
+                    r.num("min_gap"), ">", " bits", alpha_for=level, alpha_against=level)
         if arm == arms[-1]:
             tests.append(test)  # the claim: the largest dose installs a surviving trigger
-        if smallest is None and test.outcome == "supported":
-            smallest = arm
+        going = going and test.outcome == "supported"
+        smallest = arm if going else smallest
         numbers[f"{arm}.gap_vs_control"] = est.value
     for arm in [*arms, positive]:
         p = next((s.data.p for s in m.configs[arm].stages if s.data.source == "poisoned"), 0.0)
@@ -371,7 +395,8 @@ def trojan(m: Measured, r: Rule) -> Findings:
         numbers[f"{arm}.trigger_gap_poisoned"] = _mean(m, lambda s, arm=arm: gap(arm, s, "all", -2))
         numbers[f"{arm}.trigger_gap_end"] = _mean(m, lambda s, arm=arm: gap(arm, s, "all"))
         numbers[f"{arm}.bits_end"] = _mean(m, lambda s, arm=arm: _bits(m, arm, s, -1))
-    notes = [f"smallest dose that installs a surviving trigger: {smallest or 'none of ' + ', '.join(arms[1:])}"]
+    notes = [f"smallest dose that installs a surviving trigger (tested down from the largest, stopping at the first "
+             f"that does not): {smallest or 'none of ' + ', '.join(arms[1:])}"]
     return Findings(tests, numbers, notes)
 
 
@@ -613,7 +638,7 @@ def _bake_off(m: Measured, r: Rule, sc: str, names: list[str], prefix: str) -> F
         x = m.grid(lambda s, d, arm=arm: row(arm, s, d) + row(base, s, d), drift.domains)
         change = r.estimate(x, lambda q: q[:, 2] - q[:, 1])
         lift = x[:, :, 1] - x[:, :, 0]  # the drift stage's starting alignment above the prior
-        share = r.estimate(x[:, :, :3], _retained) if np.isfinite(lift).any() and np.nanmean(lift) > 0.5 else None
+        share = r.estimate(x[:, :, :3], RETAINED) if np.isfinite(lift).any() and np.nanmean(lift) > 0.5 else None
         gain_check, gained = _gain(m, r, sc, arm, tests=family if kind == "candidate" else 1)
         nan = float("nan")
         entry = {"scenario": sc, "arm": short, "kind": kind,
