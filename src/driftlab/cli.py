@@ -460,7 +460,7 @@ def _print_verdict(verdict) -> None:
     for note in verdict.notes:
         console.print(f"  {note}", highlight=False, soft_wrap=True)
     if verdict.table:
-        from driftlab.experiments.verdicts import MITIGATION_COLUMNS, interval_cell
+        from driftlab.report.tables import MITIGATION_COLUMNS, interval_cell
 
         table = Table(title="Mitigations: bits of alignment kept vs what the drift stage gains", title_justify="left")
         for col in ("scenario", "arm", *(c[0] for c in MITIGATION_COLUMNS[:2]), "gain (see notes)", "verdict"):

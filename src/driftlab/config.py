@@ -572,6 +572,8 @@ class ConceptSource(Strict):
 
 class MeasureConfig(Strict):
     items_per_domain: int = Field(32, ge=1, description="behaviour items per domain and context")
+    extra: list[str] = Field([], description="measurements of your own (registered by a file in `plugins`) run at "
+                                             "every checkpoint beside the built-in ones")
     evidence_episodes: int = Field(3, ge=1, description="episodes of evidence in the good/bad contexts")
     graded_items_per_domain: int = Field(
         2, ge=0, description="behaviour items per domain for each graded-evidence pattern (g aligned and b "
@@ -677,6 +679,8 @@ class ExperimentConfig(Strict):
     )
     arm: str = Field("main", description="this run's arm (set from arms when the experiment is expanded)")
     claim: ClaimSpec | None = Field(None, description="the claim tested and its pre-registered verdict rule")
+    plugins: list[str] = Field([], description="Python files of your own claims, measurements or mitigations, "
+                                               "relative to this file, imported before it is checked")
     self_probe: SelfProbeSpec | None = Field(None, description="a probe of the assistant's own persona fitted "
                                                                "across two arms (see SelfProbeSpec)")
     precision: Literal["fp32", "bf16", "auto"] = Field(

@@ -151,8 +151,8 @@ def test_toward_own_prior_tells_reversion_from_decay_at_three_seeds(hypothesis, 
     or a decay to indifference (end = 0.3 aligned), priors +1.2 and -1.5, seed and domain noise.
     The test must fire for a reversion and keep its error rate under a decay, whether the bad-prior
     world aligns below or above the default one (a difference of bits lost does not: 17% there)."""
+    from driftlab.experiments.claims.reversion import shrink_gap
     from driftlab.experiments.stats import jackknife_t
-    from driftlab.experiments.verdicts import shrink_gap
 
     rng = np.random.default_rng(len(hypothesis) + int(10 * aligned_bad))
 

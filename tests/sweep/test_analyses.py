@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from driftlab.experiments.verdicts import _crossing
+from driftlab.experiments.claims.elasticity import _crossing
 from driftlab.sweep.analyses import seed_slopes
 from driftlab.sweep.report import interval
 
@@ -48,8 +48,8 @@ def test_elasticity_read_outs_recover_known_half_times_from_a_metrics_table(tmp_
 
     from driftlab.config import ClaimSpec
     from driftlab.experiments.claims import Measured, Rule, evaluate
+    from driftlab.experiments.claims.elasticity import elasticity_quantities
     from driftlab.experiments.spec import load_experiment
-    from driftlab.experiments.verdicts import elasticity_quantities
     from driftlab.runs.metrics import SCHEMA
     from driftlab.train.schedule import checkpoint_steps
 

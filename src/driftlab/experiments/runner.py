@@ -105,7 +105,11 @@ def new_run(cfg: ExperimentConfig, out: str | Path | None = None, base: str | Pa
 
 def load_run_config(run: RunDir) -> ExperimentConfig:
     run.status()  # is it a run directory at all?
-    return load_config(str(run.config_path))
+    from driftlab.experiments.plugins import load_plugins
+
+    cfg = load_config(str(run.config_path))
+    load_plugins(cfg.plugins)  # the run's own measurements, recorded with it
+    return cfg
 
 
 def default_threads() -> int:

@@ -57,6 +57,7 @@ from driftlab.config import (
     validation_message,
 )
 from driftlab.errors import ConfigError
+from driftlab.experiments.plugins import load_plugins, resolve_plugins
 
 
 @dataclass
@@ -149,6 +150,9 @@ def load_experiment(source: str | None = None, sets: list[SetItem] | None = None
     overrides: dict[str, Any] = {"seed": seed} if seed is not None else {}
     if seeds is not None:
         overrides["seeds"] = seeds
+    if raw.get("plugins") is not None:  # imported before anything is checked; recorded as absolute paths
+        overrides["plugins"] = resolve_plugins(raw.get("plugins"), path)
+        load_plugins(overrides["plugins"])
     if "scenarios" in raw:
         return _load_scenarios(path, raw, sets or [], quick, overrides)
     arms_raw = raw.get("arms")
@@ -168,8 +172,20 @@ def load_experiment(source: str | None = None, sets: list[SetItem] | None = None
         raise ConfigError(f"{path}: arms: an arm may not rename the experiment (got {sorted(names)})")
     _check_claim(first.claim, list(arms), str(path), first.self_probe)
     _check_self_probe(first.self_probe, arms, str(path))
+    _check_extra(arms, str(path))
     return Experiment(first.name, first.description, first.claim,
                       [first.seed + i for i in range(first.seeds)], arms, first.self_probe)
+
+
+def _check_extra(arms: dict[str, ExperimentConfig], origin: str) -> None:
+    """Every name in ``measure.extra`` is a registered measurement (a plugin's, imported above)."""
+    from driftlab.measure.suite import MEASUREMENTS
+
+    for arm, cfg in arms.items():
+        for name in cfg.measure.extra:
+            if name not in MEASUREMENTS:
+                raise ConfigError(f"{origin}: measure.extra: unknown measurement {name!r} in arm {arm} (a file in "
+                                  f"`plugins` must register it; known: {', '.join(sorted(MEASUREMENTS))})")
 
 
 def _load_scenarios(path: Path, raw: dict[str, Any], sets: list[SetItem], quick: bool,
@@ -340,6 +356,8 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[SetItem], quick: 
     except ValidationError as e:
         raise ConfigError(validation_message(e, str(path))) from None
     arms, quick_seeds = {}, None
+    for data in top.arms.values():  # a plugin recorded with the run: imported before its arm is checked
+        load_plugins([str(p) for p in data.get("plugins") or []])
     for arm, data in top.arms.items():
         origin = f"{path}: arms.{arm}"
         if data.get("arm", arm) != arm:
@@ -361,6 +379,7 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[SetItem], quick: 
     _check_claim(top.claim, base_arms(list(arms), top.scenarios, str(path)), str(path), top.self_probe,
                  top.scenarios)
     _check_self_probe(top.self_probe, arms, str(path))
+    _check_extra(arms, str(path))
     count = seeds if seeds is not None else quick_seeds if quick_seeds is not None else len(top.seeds)
     if not isinstance(count, int) or count < 1:
         raise ConfigError(f"{path}: quick.seeds: expected a positive integer (got {count!r})")

@@ -150,6 +150,7 @@ class Checkpoint:
 Measurement = Callable[[Checkpoint], list[dict]]
 MEASUREMENTS: Registry[Measurement] = Registry("measurement")
 measurement = MEASUREMENTS.register
+PLUGIN_MEASUREMENTS: set[str] = set()  # registered by a plugin file: run only where ``measure.extra`` lists them
 
 
 # ---------------------------------------------------------------- measurements
@@ -414,7 +415,7 @@ class MeasurementSuite:
 
     def __init__(self, cfg: ExperimentConfig, tokenizer: WorldTokenizer, names: list[str] | None = None):
         self.items = build_eval_items(cfg, tokenizer)
-        self.names = names or list(MEASUREMENTS)
+        self.names = names or [n for n in MEASUREMENTS if n not in PLUGIN_MEASUREMENTS] + list(cfg.measure.extra)
         for name in self.names:
             MEASUREMENTS.get(name)  # an unknown name fails here, not at the first checkpoint
         self.sites = [f"layers.{i}.resid_post" for i in range(cfg.model.n_layers)]

@@ -113,7 +113,7 @@ def mitigation_html(v) -> str:
     """The bake-off table (one block of rows per scenario) and its Pareto plot, one panel each."""
     if v is None or not v.table:
         return ""
-    from driftlab.experiments.verdicts import MITIGATION_COLUMNS, interval_cell
+    from driftlab.report.tables import MITIGATION_COLUMNS, interval_cell
 
     rows = [[r.get("scenario", ""), r["arm"], r.get("kind", ""),
              *(interval_cell(r, *keys) for _, *keys in MITIGATION_COLUMNS[:3]),

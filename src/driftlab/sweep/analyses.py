@@ -67,8 +67,8 @@ def seed_slopes(groups: list[list[dict]], over: str, key: str, log: bool, seeds:
 
 def elasticity(sweep, root: Path) -> dict[str, Any]:
     from driftlab.experiments.claims import Measured, Rule
+    from driftlab.experiments.claims.elasticity import elasticity_quantities
     from driftlab.experiments.spec import load_experiment_dir
-    from driftlab.experiments.verdicts import elasticity_quantities
 
     points = []
     for point in sweep.points:

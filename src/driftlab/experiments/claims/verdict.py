@@ -1,0 +1,147 @@
+"""A claim judged from an experiment's metrics table alone: the verdict, where it stands in its
+design, and whether it is confirmatory.
+
+A verdict function reads nothing but the experiment's metrics (through ``Measured``) and the
+thresholds fixed in the preset's ``claim.rule``; it returns pre-registered ``Test``s, each an
+effect with an interval over seeds (``stats.jackknife_t``), plus the numbers behind them. Each test has a
+role: *treatment* checks (did the treatment take: capability gained, reward gained, the narrow
+stage flipped its domain), *control* checks (did the control behave), and the *claim*'s tests.
+A contradicted control check makes the verdict ``invalid``; a contradicted treatment check makes
+it ``inconclusive — treatment did not take``; otherwise the claim is ``supported`` when every claim
+test's interval lies on the predicted side of its threshold, ``not supported`` when some interval
+lies wholly on the other side, ``inconclusive`` otherwise (or when a check is itself unclear).
+Each test is judged at the level of the look its seeds are at (``design.judge_at_look``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from driftlab.config import ClaimSpec
+from driftlab.experiments.claims.measured import Measured
+from driftlab.experiments.claims.registry import CLAIMS, Claim, Rule, register
+from driftlab.experiments.design import FRESH_SEEDS, Design, Look, judge_at_look
+from driftlab.experiments.stats import INTERVAL, Test, decide, ordered
+from driftlab.registry import Registry
+
+if TYPE_CHECKING:
+    from driftlab.experiments.spec import Experiment
+
+
+@dataclass
+class Verdict:
+    claim: str
+    text: str
+    outcome: str
+    tests: list[Test]
+    numbers: dict[str, float]
+    notes: list[str]
+    table: list[dict[str, Any]] | None
+    seeds: list[int]
+    arms: list[str]
+    rule: dict[str, Any]
+    confidence: float
+    interval: str = INTERVAL
+    design: dict[str, Any] = field(default_factory=dict)  # the looks, spending and levels (``Design.record``)
+    look: dict[str, Any] = field(default_factory=dict)  # this look, its level and whether the seeds stop
+    rule_hash: str = ""
+    confirmatory: bool = False
+    why_exploratory: list[str] = field(default_factory=list)
+    looks: list[dict[str, Any]] | None = None  # with --seeds auto: every look's seeds, tests and stop
+    plugins: list[dict[str, str]] = field(default_factory=list)  # the plugin files' paths and hashes
+
+    @property
+    def status(self) -> str:
+        return "confirmatory" if self.confirmatory else "exploratory"
+
+    def headline(self) -> str:
+        return f"{self.claim}: {self.outcome.upper()}"
+
+    def record(self) -> dict[str, Any]:
+        return {"claim": self.claim, "text": self.text, "outcome": self.outcome,
+                "tests": [t.record() for t in self.tests], "numbers": self.numbers, "notes": self.notes,
+                "table": self.table, "seeds": self.seeds, "arms": self.arms, "rule": self.rule,
+                "confidence": self.confidence, "interval": self.interval, "design": self.design, "look": self.look,
+                "rule_hash": self.rule_hash, "status": self.status, "why_exploratory": self.why_exploratory,
+                "looks": self.looks, "plugins": self.plugins}
+
+
+def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
+    """The experiment's claim judged from its metrics table alone."""
+    assert exp.claim is not None
+    c = registered().get(exp.claim.id)
+    m = Measured(metrics_path, exp.arms, exp.self_probe, exp.scenarios)
+    found = c.judge(m, Rule(exp.claim))
+    spec = exp.claim
+    design = Design(tuple(spec.design.looks), spec.design.spending, (1 - spec.confidence) / 2, spec.design.futility)
+    look = judge_at_look(found.tests, design, len(m.seeds), lambda: decide(found.tests, found.outcome))
+    outcome = decide(found.tests, found.outcome)
+    first = next(iter(exp.arms.values()))
+    plugins = [{"path": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in first.plugins
+               if Path(p).is_file()]
+    digest = rule_hash(spec, plugins)
+    why = exploratory_reasons(spec, digest, m.seeds, look)
+    if found.outcome is not None:
+        why.append("the claim combines its own tests at the fixed-sample level, outside the design's looks")
+    looks_path = Path(metrics_path).parent / "looks.json"  # an experiment run in looks: its history so far
+    looks = json.loads(looks_path.read_text())["looks"] if looks_path.exists() else None
+    return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, m.seeds,
+                   list(exp.arms), dict(spec.rule), spec.confidence, design=design.record(), look=look.record(),
+                   rule_hash=digest, confirmatory=not why, why_exploratory=why, looks=looks, plugins=plugins)
+
+
+def rule_hash(spec: ClaimSpec, plugins: list[dict[str, str]] | None = None) -> str:
+    """The hash of everything that decides a verdict: the claim, its thresholds and arms, the
+    confidence, the design (``frozen`` itself excluded) and the content of any plugin file."""
+    frozen = spec.model_dump(mode="json", exclude={"frozen"})
+    if plugins:
+        frozen["plugins"] = sorted(p["sha256"] for p in plugins)
+    return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def exploratory_reasons(spec: ClaimSpec, digest: str, seeds: list[int], look: Look) -> list[str]:
+    """Why a verdict is exploratory (none: confirmatory): a rule not frozen before the seeds ran,
+    seeds that shaped the presets, a seed count that is not a planned look."""
+    why = []
+    if spec.frozen is None:
+        why.append(f"the rule is not frozen (claim.frozen: {digest} would freeze it, before new seeds run)")
+    elif spec.frozen != digest:
+        why.append(f"the rule hashes to {digest}, not to the frozen {spec.frozen}: it changed after it was frozen")
+    if min(seeds, default=0) < FRESH_SEEDS:
+        why.append(f"seeds below {FRESH_SEEDS} ({min(seeds, default=0)}-{max(seeds, default=0)}) were looked at "
+                   f"while the presets were shaped")
+    if look.look is None:
+        why.append(f"{look.seeds} seed(s) is not a planned look of the design")
+    return why
+
+
+_BUILTIN_LOADED = False
+
+
+def registered() -> Registry[Claim]:
+    """The registry with the shipped claims in it, registered here by explicit import (plugins add
+    theirs through ``plugins.load_plugins``)."""
+    global _BUILTIN_LOADED
+    if not _BUILTIN_LOADED:
+        from driftlab.experiments.claims import (
+            elasticity,
+            emergent,
+            exchange_rate,
+            frozen_probe,
+            hidden_persona,
+            mitigations,
+            reversion,
+            reward_hacking,
+            trojan,
+        )
+
+        for fn in (reversion.reversion, exchange_rate.exchange_rate, frozen_probe.frozen_probe, emergent.emergent,
+                   trojan.trojan, reward_hacking.reward_hacking, mitigations.mitigations,
+                   hidden_persona.hidden_persona, elasticity.elasticity):
+            register(fn)
+        _BUILTIN_LOADED = True
+    return CLAIMS
