@@ -635,6 +635,12 @@ class ClaimSpec(Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="two-sided confidence of every interval; each side "
                                                                "errs at most half of 1 - confidence over all looks")
     design: DesignSpec = Field(default_factory=DesignSpec, description="the looks at which seeds are added")
+    failed_seeds: Literal["exclude", "hold"] = Field(
+        "exclude", description="a seed whose own value fails a treatment check: left out of every test (counted), or "
+                               "the verdict held at 'treatment did not take'; pre-registered")
+    max_failed_share: float = Field(0.1, ge=0.0, lt=1.0, description="with exclude: more seeds than this share failing "
+                                                                     "a treatment check holds the verdict (a fragile "
+                                                                     "treatment)")
     frozen: str | None = Field(None, description="the rule's hash, fixed before any confirmatory seed ran: a verdict "
                                                  "is confirmatory only when its rule hashes to it and every seed is "
                                                  ">= 1000 (`driftlab run` prints the hash)")

@@ -51,7 +51,8 @@ def capability(acc: float, levels: list[int]) -> list[dict]:
 
 def reversion(tmp_path, end_capability: float, end_control: float, gained: float = 0.9, loss_rise: float = 0.1,
               end_positive: float = 1.0, bad: tuple[float, float, float] = (-1.5, 3.0, -1.0),
-              data: dict | None = None, spread: float = 0.0, aligned: float = 5.0) -> Verdict:
+              data: dict | None = None, spread: float = 0.0, aligned: float = 5.0,
+              gained_by_seed: dict[int, float] | None = None) -> Verdict:
     """Prior 1 bit, aligned 5, then the ends given (the bad-prior world: ``bad`` = prior, aligned,
     end); the capability stages take exact match from 0.05 to 0.05 + ``gained``, and held-out loss
     from 0.5 to 0.5 + ``loss_rise``."""
@@ -62,7 +63,8 @@ def reversion(tmp_path, end_capability: float, end_control: float, gained: float
         treated = arm.startswith("capability") and stage == 2
         jitter = spread * ((seed * 7) % 5 - 2) / 2 if stage == 2 else 0.0  # a per-seed offset of the end
         return [*bits(levels[arm][stage] + jitter, wobble),
-                *(metric_row("capability_acc", 0.05 + (gained if treated else 0) + wobble[lv] / 10, None,
+                *(metric_row("capability_acc", 0.05 + ((gained_by_seed or {}).get(seed, gained) if treated else 0)
+                             + wobble[lv] / 10, None,
                              "arithmetic", f"level_{lv}") for lv in (1, 2, 3)),
                 metric_row("heldout_loss", 0.5 + (loss_rise if treated else 0) + wobble[seed % 6] / 10)]
     return judge(tmp_path, data or experiment_dict(seeds=3), rows)
@@ -76,6 +78,25 @@ def test_reversion_needs_alignment_to_have_taken_before_dividing_by_its_gain(tmp
     assert tests["alignment_took"].outcome == "not supported"
     assert v.outcome == "inconclusive — treatment did not take"
     assert tests["drift"].estimate.method == "fieller"
+
+
+@pytest.mark.parametrize("seeds, rule, outcome, used", [
+    (10, "exclude", "supported", 9),  # 1 seed in 10 failed: left out, counted, the rest decide
+    (10, "hold", "inconclusive — treatment did not take", 10),  # pre-registered to hold instead
+    (3, "exclude", "inconclusive — treatment did not take", 3),  # 1 in 3 is more than 10%: fragile, held
+])
+def test_a_seed_whose_treatment_did_not_take_is_excluded_or_holds_the_verdict(tmp_path, seeds, rule, outcome, used):
+    """Seed 2's capability stage learned nothing (as in the 80%-bad world's seed 2 on an Intel
+    machine); on d9e15f9 it stayed in every mean and left the check inconclusive."""
+    d = experiment_dict(seeds=seeds)
+    d["claim"]["failed_seeds"] = rule
+    v = reversion(tmp_path, 1.5, 5.0, data=d, spread=0.3, gained_by_seed={2: 0.0})
+    assert v.outcome == outcome, [t.line() for t in v.tests]
+    assert "capability_gained" in v.failed_seeds["2"] and list(v.failed_seeds) == ["2"]
+    assert any("did not take in 1 of" in n for n in v.notes)
+    capability = next(t for t in v.tests if t.name == "capability_gained")
+    assert capability.estimate.n_seeds == used and len(v.seeds) == seeds
+    assert v.record()["failed_seeds"] == {"2": v.failed_seeds["2"]}
 
 
 def test_a_verdict_is_judged_at_its_look_and_says_whether_it_is_confirmatory(tmp_path):

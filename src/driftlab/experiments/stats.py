@@ -93,11 +93,15 @@ class Estimate:
     confidence: float = 0.95
     missing: int = 0  # seeds left out because they lack a quantity
     method: str = "t"  # a key of METHODS
+    per_seed: tuple[float, ...] = ()  # the statistic of each seed used (its own means), in seed order
+    seed_index: tuple[int, ...] = ()  # which seeds of the input those are (positions along its first axis)
     _t: Callable[[float], float] | None = field(default=None, repr=False, compare=False)  # t statistic at c
     _bounds: Callable[[float, float], tuple[float, float]] | None = field(default=None, repr=False, compare=False)
 
     def record(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out["per_seed"], out["seed_index"] = list(self.per_seed), list(self.seed_index)
+        return out
 
     def tstat(self, threshold: float) -> float:
         """The t statistic of the effect against ``threshold`` (NaN without an interval)."""
@@ -142,16 +146,26 @@ class Estimate:
         return None
 
 
-def _units(x: np.ndarray) -> tuple[np.ndarray, str, int]:
+def _units(x: np.ndarray) -> tuple[np.ndarray, str, int, tuple[int, ...]]:
     """(n, Q) replication units: each complete seed's means over its items (the items of one seed
-    when there is one), the unit's name, and how many seeds lacked a quantity altogether."""
+    when there is one), the unit's name, how many seeds lacked a quantity altogether, and which
+    seeds the units are."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN seed: dropped below
         if x.shape[0] == 1:
-            return x[0], "items", 0
+            return x[0], "items", 0, ()
         units = np.nanmean(x, axis=1)
     whole = np.isfinite(units).all(axis=1)
-    return units[whole], "seeds", int((~whole).sum())
+    return units[whole], "seeds", int((~whole).sum()), tuple(int(i) for i in np.flatnonzero(whole))
+
+
+def _per_seed(units: np.ndarray, stat: Stat | Ratio | Log) -> tuple[float, ...]:
+    """Each unit's own statistic (its means in place of the means over seeds)."""
+    if len(units) == 0:
+        return ()
+    with np.errstate(all="ignore"):
+        values = stat.stat(units) if isinstance(stat, Log) else stat(units)
+    return tuple(float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1))
 
 
 def jackknife_t(x: np.ndarray, stat: Stat | Ratio | Log, confidence: float = 0.95) -> Estimate:
@@ -163,9 +177,10 @@ def jackknife_t(x: np.ndarray, stat: Stat | Ratio | Log, confidence: float = 0.9
     if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"the interval needs (seeds, items, quantities) data, got shape {x.shape}")
     s, d, _ = x.shape
-    units, over, missing = _units(x)
+    units, over, missing, index = _units(x)
     n = len(units)
-    base = dict(n_seeds=s - missing, n_items=d, confidence=confidence, missing=missing)
+    base = dict(n_seeds=s - missing, n_items=d, confidence=confidence, missing=missing,
+                per_seed=_per_seed(units, stat) if over == "seeds" else (), seed_index=index)
     if isinstance(stat, Log):
         return _log_t(units, stat, over, base)
     with np.errstate(all="ignore"):

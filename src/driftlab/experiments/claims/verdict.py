@@ -25,7 +25,7 @@ from driftlab.config import ClaimSpec
 from driftlab.experiments.claims.measured import Measured
 from driftlab.experiments.claims.registry import CLAIMS, Claim, Rule, register
 from driftlab.experiments.design import FRESH_SEEDS, Design, Look, judge_at_look
-from driftlab.experiments.stats import INTERVAL, Test, decide, ordered
+from driftlab.experiments.stats import DID_NOT_TAKE, INTERVAL, INVALID, Test, decide, ordered
 from driftlab.registry import Registry
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class Verdict:
     why_exploratory: list[str] = field(default_factory=list)
     looks: list[dict[str, Any]] | None = None  # with --seeds auto: every look's seeds, tests and stop
     plugins: list[dict[str, str]] = field(default_factory=list)  # the plugin files' paths and hashes
+    failed_seeds: dict[str, list[str]] = field(default_factory=dict)  # seed -> treatment checks it failed
 
     @property
     def status(self) -> str:
@@ -67,7 +68,7 @@ class Verdict:
                 "table": self.table, "seeds": self.seeds, "arms": self.arms, "rule": self.rule,
                 "confidence": self.confidence, "interval": self.interval, "design": self.design, "look": self.look,
                 "rule_hash": self.rule_hash, "status": self.status, "why_exploratory": self.why_exploratory,
-                "looks": self.looks, "plugins": self.plugins}
+                "looks": self.looks, "plugins": self.plugins, "failed_seeds": self.failed_seeds}
 
 
 def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
@@ -75,23 +76,53 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     assert exp.claim is not None
     c = registered().get(exp.claim.id)
     m = Measured(metrics_path, exp.arms, exp.self_probe, exp.scenarios)
-    found = c.judge(m, Rule(exp.claim))
     spec = exp.claim
+    found = c.judge(m, Rule(spec))
+    run = list(m.seeds)
+    failed = failed_seeds(found.tests, run)
+    share = len(failed) / len(run) if run else 0.0
+    held = bool(failed) and (spec.failed_seeds == "hold" or share > spec.max_failed_share)
+    if failed and not held:  # pre-registered: the seeds whose treatment did not take leave every test
+        m.seeds = [s for s in run if s not in failed]
+        found = c.judge(m, Rule(spec))
     design = Design(tuple(spec.design.looks), spec.design.spending, (1 - spec.confidence) / 2, spec.design.futility)
-    look = judge_at_look(found.tests, design, len(m.seeds), lambda: decide(found.tests, found.outcome))
-    outcome = decide(found.tests, found.outcome)
+    def verdict() -> str:
+        out = decide(found.tests, found.outcome)
+        return DID_NOT_TAKE if held and out != INVALID else out
+
+    look = judge_at_look(found.tests, design, len(run), verdict)
+    outcome = verdict()
+    if failed:
+        what = "; ".join(f"seed {s}: {', '.join(names)}" for s, names in failed.items())
+        found.notes.append(f"treatment did not take in {len(failed)} of {len(run)} seeds ({what}): "
+                           + (f"the verdict is held (failed_seeds: {spec.failed_seeds}, at most "
+                              f"{spec.max_failed_share:.0%} may fail)" if held else
+                              "left out of every test (failed_seeds: exclude)"))
     first = next(iter(exp.arms.values()))
     plugins = [{"path": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in first.plugins
                if Path(p).is_file()]
     digest = rule_hash(spec, plugins)
-    why = exploratory_reasons(spec, digest, m.seeds, look)
+    why = exploratory_reasons(spec, digest, run, look)
     if found.outcome is not None:
         why.append("the claim combines its own tests at the fixed-sample level, outside the design's looks")
     looks_path = Path(metrics_path).parent / "looks.json"  # an experiment run in looks: its history so far
     looks = json.loads(looks_path.read_text())["looks"] if looks_path.exists() else None
-    return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, m.seeds,
+    return Verdict(c.id, c.text, outcome, ordered(found.tests), found.numbers, found.notes, found.table, run,
                    list(exp.arms), dict(spec.rule), spec.confidence, design=design.record(), look=look.record(),
-                   rule_hash=digest, confirmatory=not why, why_exploratory=why, looks=looks, plugins=plugins)
+                   rule_hash=digest, confirmatory=not why, why_exploratory=why, looks=looks, plugins=plugins,
+                   failed_seeds={str(k): v for k, v in failed.items()})
+
+
+def failed_seeds(tests: list[Test], seeds: list[int]) -> dict[int, list[str]]:
+    """Seed -> the treatment checks its own value fails (on the wrong side of, or on, the threshold)."""
+    out: dict[int, list[str]] = {}
+    for t in tests:
+        if t.role != "treatment" or t.estimate.over != "seeds":
+            continue
+        for i, v in zip(t.estimate.seed_index, t.estimate.per_seed):
+            if v <= t.threshold if t.direction == ">" else v >= t.threshold:
+                out.setdefault(seeds[i], []).append(t.name)
+    return dict(sorted(out.items()))
 
 
 def rule_hash(spec: ClaimSpec, plugins: list[dict[str, str]] | None = None) -> str:
