@@ -121,7 +121,8 @@ def _fit(good: torch.Tensor, bad: torch.Tensor, seed: int) -> dict[str, LinearPr
 
 
 def self_probe_rows(root: Path, exp: Experiment) -> list[dict]:
-    """The self-probe's rows for every seed whose two runs both reached the end of the fitting stage."""
+    """The self-probe's rows for every seed whose two runs both reached the end of the fitting stage
+    (a seed without them has no rows; the verdict counts it as missing and says so)."""
     from driftlab.experiments.study import run_dir
 
     spec = exp.self_probe

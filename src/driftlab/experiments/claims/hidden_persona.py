@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from driftlab.errors import ConfigError
 from driftlab.experiments.claims.checks import bits, seed_mean
 from driftlab.experiments.claims.measured import Measured
@@ -68,4 +70,7 @@ def hidden_persona(m: Measured, r: Rule) -> Findings:
                                                                           "shuffled", "all"))
     notes = [f"the self-probe is fitted at the end of {spec.stage} and read frozen after it: alignment moves the "
              f"weights (weight_rel_l2_end), so a reading that changes may be the representation rotating"]
+    lacking = [s for i, s in enumerate(m.seeds) if np.isnan(position[i]).all()]
+    if lacking:  # its two runs did not both keep the fitting stage's last checkpoint
+        notes.append(f"no self-probe in seed(s) {', '.join(map(str, lacking))}: left out of the tests that read it")
     return Findings(tests, numbers, notes)
