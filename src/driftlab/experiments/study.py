@@ -106,14 +106,7 @@ def _run_looks(root: Path, exp: Experiment, events: Events, cache: PrefixCache |
     history: list[dict] = []
     for n in exp.claim.design.looks:
         look = replace(exp, seeds=exp.seeds[:n])
-        try:
-            runs = look.runs()
-            for i, (arm, seed, cfg) in enumerate(runs):
-                run_one(root, arm, seed, cfg, cache, events, i, len(runs), on_step)
-        except BaseException as e:
-            write_json(root / "status.json", {"state": "failed", "kind": "experiment", "name": exp.name,
-                                              "error": f"{type(e).__name__}: {e}"})
-            raise
+        _run_runs(root, look, events, cache, on_step)
         history.append({"seeds": n})
         write_json(root / LOOKS, {**plan, "looks": history})  # evaluate reads the looks so far
         verdict = finish_experiment(root, look, time.perf_counter() - started, final=False)
@@ -133,8 +126,15 @@ def _run_looks(root: Path, exp: Experiment, events: Events, cache: PrefixCache |
 
 def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | None,
              on_step: Callable[[int, int, float], None] | None) -> Verdict | None:
-    runs = exp.runs()
     started = time.perf_counter()
+    _run_runs(root, exp, events, cache, on_step)
+    return finish_experiment(root, exp, time.perf_counter() - started)
+
+
+def _run_runs(root: Path, exp: Experiment, events: Events, cache: PrefixCache | None,
+              on_step: Callable[[int, int, float], None] | None) -> None:
+    """Every run of ``exp`` (complete ones skipped); a failure marks the experiment failed."""
+    runs = exp.runs()
     try:
         for i, (arm, seed, cfg) in enumerate(runs):
             run_one(root, arm, seed, cfg, cache, events, i, len(runs), on_step)
@@ -142,7 +142,6 @@ def _run_all(root: Path, exp: Experiment, events: Events, cache: PrefixCache | N
         write_json(root / "status.json", {"state": "failed", "kind": "experiment", "name": exp.name,
                                           "error": f"{type(e).__name__}: {e}"})
         raise
-    return finish_experiment(root, exp, time.perf_counter() - started)
 
 
 def run_one(root: Path, arm: str, seed: int, cfg: ExperimentConfig, cache: PrefixCache | None,
