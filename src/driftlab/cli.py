@@ -238,6 +238,22 @@ def power(
                       f"{p.spread:.3f}", f"{p.distance:.2f}", f"{p.mde:.3f}", f"{p.power:.0%}",
                       str(p.seeds) if p.seeds else f"> {200}")
     console.print(table)
+    from driftlab.experiments.claims import Measured
+    from driftlab.experiments.power import checkpoint_jitter
+
+    m = Measured(metrics, exp.arms, exp.self_probe, exp.scenarios)
+    jitter = Table(title="Checkpoint jitter of the assistant's bits at each stage's end (trained domains; stages "
+                         "with a tail of checkpoints)", title_justify="left")
+    for col in ("arm", "stage", "tail checkpoints", "jitter SD", "between-seed SD of the last", "jitter share"):
+        jitter.add_column(col, justify="right")
+    for arm, cfg in exp.arms.items():
+        for k, stage in enumerate(cfg.stages):
+            if stage.checkpoints.tail > 1:
+                j = checkpoint_jitter(m, arm, k, context="assistant", domain="all", split="trained")
+                jitter.add_row(arm, stage.name, str(j["tail_checkpoints"]), f"{j['jitter_sd']:.3f}",
+                               f"{j['between_sd_last']:.3f}", f"{j['jitter_share']:.0%}")
+    if jitter.row_count:
+        console.print(jitter)
 
 
 class SweepEvents:

@@ -397,3 +397,28 @@ def test_end_values_are_the_mean_of_the_stage_tail(tmp_path):
         update={"checkpoints": c.stages[-1].checkpoints.model_copy(update={"tail": 0})})]}) for a, c in exp.arms.items()}
     assert Measured(tmp_path / "metrics.parquet", plain).end("main", 0, -1, "bits_aligned",
                                                              context="assistant") == pytest.approx(3.0)
+
+
+def test_checkpoint_jitter_is_the_within_seed_tail_variance_over_the_between_seed_variance(tmp_path):
+    from driftlab.experiments.claims import Measured
+    from driftlab.experiments.power import checkpoint_jitter
+    from driftlab.train.schedule import tail_steps
+
+    d = tiny_dict()
+    d["seeds"] = 3
+    d["stages"][-1]["checkpoints"] = {"log": 0, "linear": 0, "tail": 3, "tail_span": 0.5}
+    exp = load_experiment(str(write(tmp_path, d)))
+    cfg = next(iter(exp.arms.values()))
+    steps = tail_steps(cfg.stages[-1])
+    store = MetricsStore(tmp_path / "metrics.parquet")
+    last = len(cfg.stages) - 1
+    for seed in exp.seeds:
+        for step, wiggle in zip(steps, (0.1, -0.1, 0.0)):  # jitter variance 0.01; the last values 0, 1, 2
+            store.add({"run": exp.name, "arm": "main", "seed": seed, "stage": "s", "stage_index": last, "step": step,
+                       "global_step": step, "tokens": 0},
+                      [metric_row("bits_aligned", float(seed) + wiggle, "assistant", "all", "trained")])
+    store.flush()
+    j = checkpoint_jitter(Measured(tmp_path / "metrics.parquet", exp.arms), "main", -1, context="assistant",
+                          domain="all", split="trained")
+    assert j["jitter_sd"] == pytest.approx(0.1) and j["between_sd_last"] == pytest.approx(1.0)
+    assert j["jitter_share"] == pytest.approx(0.01) and j["seeds"] == 3

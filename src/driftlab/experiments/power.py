@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from driftlab.experiments.claims.measured import Measured
 from driftlab.experiments.design import Design, simulate
 from driftlab.experiments.stats import POWER, Test
+from driftlab.train.schedule import tail_steps
 
 MOST_SEEDS = 200
 
@@ -79,3 +81,25 @@ def plan(tests: list[Test], design: Design) -> list[TestPlan]:
         out.append(TestPlan(t.name, t.role, e.value, t.threshold, t.direction, float(spread), float(distance),
                             float(mde_sd * spread), float(power), seeds))
     return out
+
+
+def checkpoint_jitter(m: Measured, arm: str, stage: int, metric: str = "bits_aligned", **where) -> dict[str, float]:
+    """How much of the between-seed spread of a stage's *last* checkpoint is checkpoint jitter: the
+    variance among the stage's tail checkpoints within a seed (its trend over a few steps is small
+    beside the noise there), over the variance of the last checkpoint's values across seeds. With
+    ``tail`` checkpoints the end value averages them, which divides the jitter part by their number."""
+    stage = stage % m.n_stages(arm)
+    steps = tail_steps(m.configs[arm].stages[stage])
+    within, last = [], []
+    for s in m.seeds:
+        values = [m.at(arm, s, stage, t, metric, **where) for t in steps]
+        values = [v for v in values if np.isfinite(v)]
+        if len(values) >= 2:
+            within.append(np.var(values, ddof=1))
+            last.append(values[-1])
+    if len(within) < 2:
+        return {"tail_checkpoints": len(steps), "seeds": len(within), "jitter_sd": float("nan"),
+                "between_sd_last": float("nan"), "jitter_share": float("nan")}
+    jitter, between = float(np.mean(within)), float(np.var(last, ddof=1))
+    return {"tail_checkpoints": len(steps), "seeds": len(within), "jitter_sd": float(np.sqrt(jitter)),
+            "between_sd_last": float(np.sqrt(between)), "jitter_share": jitter / between if between > 0 else float("nan")}
