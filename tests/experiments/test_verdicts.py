@@ -371,26 +371,37 @@ def test_trojan_tests_its_doses_in_a_fixed_sequence_at_the_full_level(tmp_path):
     assert any("p_10" in n and "smallest dose" in n for n in v.notes), v.notes
 
 
-def test_end_values_are_the_mean_of_the_stage_tail(tmp_path):
-    """With ``checkpoints.tail`` an end value is the mean over the tail's checkpoints (checkpoint
-    jitter averaged out); without it, the last checkpoint's value, as before."""
-    from driftlab.experiments.claims import Measured
+def last_stage_rows(tmp_path, seeds: int, values: Callable[[int, list[int]], list[tuple[int, float]]],
+                    split: str = "all"):
+    """A tiny experiment whose last stage has a 3-checkpoint tail over its last half, and the
+    assistant's bits written at ``values(seed, tail_steps)`` -> [(step, bits)]: (experiment, tail)."""
     from driftlab.train.schedule import tail_steps
 
     d = tiny_dict()
-    d["seeds"] = 1
+    d["seeds"] = seeds
     d["stages"][-1]["checkpoints"] = {"log": 0, "linear": 0, "tail": 3, "tail_span": 0.5}
     exp = load_experiment(str(write(tmp_path, d)))
     cfg = next(iter(exp.arms.values()))
     steps = tail_steps(cfg.stages[-1])
-    assert len(steps) == 3
     store = MetricsStore(tmp_path / "metrics.parquet")
     last = len(cfg.stages) - 1
-    for i, step in enumerate([1, *steps]):  # an early checkpoint, then the tail at 1, 2, 3 bits
-        store.add({"run": exp.name, "arm": "main", "seed": 0, "stage": "s", "stage_index": last, "step": step,
-                   "global_step": step, "tokens": 0}, [metric_row("bits_aligned", float(i) if i else 9.0,
-                                                                   "assistant", "all", "all")])
+    for seed in exp.seeds:
+        for step, value in values(seed, steps):
+            store.add({"run": exp.name, "arm": "main", "seed": seed, "stage": "s", "stage_index": last, "step": step,
+                       "global_step": step, "tokens": 0}, [metric_row("bits_aligned", value, "assistant", "all", split)])
     store.flush()
+    return exp, steps
+
+
+def test_end_values_are_the_mean_of_the_stage_tail(tmp_path):
+    """With ``checkpoints.tail`` an end value is the mean over the tail's checkpoints (checkpoint
+    jitter averaged out); without it, the last checkpoint's value, as before."""
+    from driftlab.experiments.claims import Measured
+
+    # an early checkpoint at 9 bits, then the tail at 1, 2, 3 bits
+    exp, steps = last_stage_rows(tmp_path, 1, lambda seed, steps: [(1, 9.0), *((s, float(i + 1))
+                                                                             for i, s in enumerate(steps))])
+    assert len(steps) == 3
     m = Measured(tmp_path / "metrics.parquet", exp.arms)
     assert m.end("main", 0, -1, "bits_aligned", context="assistant") == pytest.approx(2.0)
     plain = {a: c.model_copy(update={"stages": [*c.stages[:-1], c.stages[-1].model_copy(
@@ -402,22 +413,10 @@ def test_end_values_are_the_mean_of_the_stage_tail(tmp_path):
 def test_checkpoint_jitter_is_the_within_seed_tail_variance_over_the_between_seed_variance(tmp_path):
     from driftlab.experiments.claims import Measured
     from driftlab.experiments.power import checkpoint_jitter
-    from driftlab.train.schedule import tail_steps
 
-    d = tiny_dict()
-    d["seeds"] = 3
-    d["stages"][-1]["checkpoints"] = {"log": 0, "linear": 0, "tail": 3, "tail_span": 0.5}
-    exp = load_experiment(str(write(tmp_path, d)))
-    cfg = next(iter(exp.arms.values()))
-    steps = tail_steps(cfg.stages[-1])
-    store = MetricsStore(tmp_path / "metrics.parquet")
-    last = len(cfg.stages) - 1
-    for seed in exp.seeds:
-        for step, wiggle in zip(steps, (0.1, -0.1, 0.0)):  # jitter variance 0.01; the last values 0, 1, 2
-            store.add({"run": exp.name, "arm": "main", "seed": seed, "stage": "s", "stage_index": last, "step": step,
-                       "global_step": step, "tokens": 0},
-                      [metric_row("bits_aligned", float(seed) + wiggle, "assistant", "all", "trained")])
-    store.flush()
+    # jitter variance 0.01 in every seed; the last values 0, 1, 2 across seeds
+    exp, _ = last_stage_rows(tmp_path, 3, lambda seed, steps: [(s, float(seed) + w) for s, w in
+                                                               zip(steps, (0.1, -0.1, 0.0))], split="trained")
     j = checkpoint_jitter(Measured(tmp_path / "metrics.parquet", exp.arms), "main", -1, context="assistant",
                           domain="all", split="trained")
     assert j["jitter_sd"] == pytest.approx(0.1) and j["between_sd_last"] == pytest.approx(1.0)
