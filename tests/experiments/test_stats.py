@@ -224,6 +224,8 @@ def test_the_plain_jackknife_misses_one_side_on_skewed_gaps_and_noisy_ratios():
     """What the pre-registered forms fix (on d9e15f9 every statistic used the plain jackknife-t)."""
     assert one_sided_misses("gap, skewed", 3, experiments=8000, seed=11, naive=True)[1] > 0.05
     assert one_sided_misses("ratio, noisy denominator", 10, experiments=8000, seed=11, naive=True)[1] > 0.035
+    # reversion's midpoint contrast at the full level (hence its pre-registered half level)
+    assert one_sided_misses("midpoint contrast", 10, experiments=8000, seed=11, naive=True)[1] > 0.033
 
 
 def test_holm_adjusts_the_not_supported_side_step_down():

@@ -2,8 +2,8 @@
 
 Each *kind* is a statistic a claim uses, with per-seed values shaped like the measured ones; the
 interval is the one ``stats.jackknife_t`` gives for the statistic's pre-registered form (or, with
-``naive=True``, the plain jackknife-t that main used before, for comparison). ``make test`` runs a
-small version (``tests/experiments/test_stats.py``); ``benchmarks/one_sided_error.py`` prints the
+``naive=True``, the plain jackknife-t that main used before, or the full level, for comparison).
+``make test`` runs a small version (``tests/experiments/test_stats.py``); ``benchmarks/verdict_error.py`` prints the
 README's table.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from driftlab.experiments.claims.reversion import MIDPOINT_LEVEL_SHARE, midpoint_contrast, position
 from driftlab.experiments.stats import Log, Ratio, jackknife_t
 
 SLOPE_X = np.array([0.01, 0.1, 0.3, 0.5])  # e.g. the bad-persona shares of exchange-rate's worlds
@@ -26,6 +27,18 @@ def _undone(q: np.ndarray) -> np.ndarray:
     """Share of alignment's gain undone: (aligned - end) / (aligned - prior)."""
     return (q[:, 1] - q[:, 2]) / (q[:, 1] - q[:, 0])
 
+
+def _skewed_left(rng: np.random.Generator, sd: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Zero-mean noise with a long lower tail (a negated lognormal, sigma 0.8), standard deviation ``sd``."""
+    z = rng.lognormal(0.0, 0.8, shape)
+    return -sd * (z - np.exp(0.32)) / np.sqrt((np.exp(0.64) - 1) * np.exp(0.64))
+
+
+# reversion's six means (prior, aligned, end in the default world, then the bad-prior world) from the
+# README's 3 seeds, with the bad-prior world's end placed on the midpoint between the hypotheses (φ = 1/2)
+_P1, _A1, _E1, _P2, _A2 = 1.51, 2.67, 0.58, -1.49, 2.20
+_decay, _revert, _ = position(_P1, _A1, _E1, _P2, _A2, 0.0)
+MIDPOINT_MEANS = np.array([_P1, _A1, _E1, _P2, _A2, (_decay + _revert) / 2])
 
 # kind -> (description, draw(rng, n) -> (n, items, Q), pre-registered statistic, naive statistic, the
 # pre-registered statistic's true value[, the naive one's when it differs: the arithmetic mean])
@@ -52,7 +65,15 @@ KINDS: dict[str, tuple] = {
                                  (2.7 - 0.6) / (2.7 - 1.2)),
     "slope": ("a slope across four settings (e.g. bits on the bad share of the world), noise per seed and "
               "setting", lambda rng, n: (3.0 * SLOPE_X + rng.normal(0, 0.3, (n, 1, 4))), _slope, _slope, 3.0),
+    "midpoint contrast": ("reversion's toward_own_prior: G, a cubic in six means (both worlds' prior, aligned and "
+                          "end bits) with the bad-prior world's end on the midpoint between the hypotheses; seeds "
+                          "with a long lower tail (sd 0.4 bits) and domain noise; judged at half the level",
+                          lambda rng, n: (MIDPOINT_MEANS + _skewed_left(rng, 0.4, (n, 1, 6))
+                                          + rng.normal(0, 0.3, (n, 6, 6))),
+                          midpoint_contrast, midpoint_contrast, 0.0),
 }
+# a kind judged at a pre-registered share of the level (its jackknife-t is liberal at the full one)
+LEVEL_SHARE = {"midpoint contrast": MIDPOINT_LEVEL_SHARE}
 
 
 def one_sided_misses(kind: str, n_seeds: int, experiments: int = 4000, seed: int = 0, naive: bool = False,
@@ -63,6 +84,8 @@ def one_sided_misses(kind: str, n_seeds: int, experiments: int = 4000, seed: int
     _, draw, stat, plain, truth, *naive_truth = KINDS[kind]
     if naive and naive_truth:
         truth = naive_truth[0]
+    if not naive:
+        confidence = 1 - (1 - confidence) * LEVEL_SHARE.get(kind, 1.0)
     rng = np.random.default_rng([seed, n_seeds, len(kind)])
     below = above = 0
     for _ in range(experiments):

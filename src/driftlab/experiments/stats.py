@@ -270,7 +270,10 @@ class Test:
     """One pre-registered comparison: the effect, its interval, the threshold and which side of it
     the claim predicts (``>`` or ``<``). ``alpha_for`` is the one-sided level at which the
     predicted side is accepted, ``alpha_against`` the level at which the other side is (None: half
-    of ``1 - confidence`` each; the sequential design and Holm's adjustment set them)."""
+    of ``1 - confidence`` each; the sequential design and Holm's adjustment set them).
+    ``level_share`` < 1 pre-registers a stricter level for a statistic whose interval is shown by
+    simulation to miss more than its share at the nominal one: each side is judged at that share of
+    the level the design and Holm give it."""
 
     __test__ = False  # not a pytest test class
     name: str
@@ -282,11 +285,12 @@ class Test:
     role: str = "claim"  # treatment: did the treatment take; control: did the control behave; claim
     alpha_for: float | None = None
     alpha_against: float | None = None
+    level_share: float = 1.0
 
     def levels(self) -> tuple[float, float]:
         half = (1 - self.estimate.confidence) / 2
-        return (half if self.alpha_for is None else self.alpha_for,
-                half if self.alpha_against is None else self.alpha_against)
+        return ((half if self.alpha_for is None else self.alpha_for) * self.level_share,
+                (half if self.alpha_against is None else self.alpha_against) * self.level_share)
 
     def p_for(self) -> float:
         """P-value of the predicted side (small: the claim's side is shown)."""
@@ -351,7 +355,7 @@ class Test:
         return {"name": self.name, "description": self.description, **self.estimate.record(), "lo": lo, "hi": hi,
                 "threshold": self.threshold, "direction": self.direction, "unit": self.unit,
                 "role": self.role, "outcome": self.outcome, "alpha_for": a_for, "alpha_against": a_against,
-                "p_for": self.p_for(), "p_against": self.p_against(), "mde": self.estimate.mde(),
+                "level_share": self.level_share, "p_for": self.p_for(), "p_against": self.p_against(), "mde": self.estimate.mde(),
                 "seeds_needed": self.seeds_needed(), "power_note": self.power_note()}
 
 
@@ -364,7 +368,7 @@ def holm(tests: list[Test], level: Callable[[int], float]) -> None:
     k, failed = len(order), None
     for j, t in enumerate(order):
         t.alpha_against = level(k - j) if failed is None else failed
-        if failed is None and not t.p_against() <= t.alpha_against:
+        if failed is None and not t.p_against() <= t.levels()[1]:
             failed = t.alpha_against
 
 

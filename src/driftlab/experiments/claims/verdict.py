@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftlab.config import ClaimSpec
+from driftlab.experiments.claims import checks
 from driftlab.experiments.claims.measured import Measured
 from driftlab.experiments.claims.registry import CLAIMS, Claim, Rule, register
 from driftlab.experiments.design import FRESH_SEEDS, Design, Look, judge_at_look
@@ -101,7 +103,7 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     first = next(iter(exp.arms.values()))
     plugins = [{"path": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in first.plugins
                if Path(p).is_file()]
-    digest = rule_hash(spec, plugins)
+    digest = rule_hash(spec, plugins, readouts(c))
     why = exploratory_reasons(spec, digest, run, look)
     if found.outcome is not None:
         why.append("the claim combines its own tests at the fixed-sample level, outside the design's looks")
@@ -125,12 +127,22 @@ def failed_seeds(tests: list[Test], seeds: list[int]) -> dict[int, list[str]]:
     return dict(sorted(out.items()))
 
 
-def rule_hash(spec: ClaimSpec, plugins: list[dict[str, str]] | None = None) -> str:
+def readouts(c: Claim) -> list[str]:
+    """The sha256 of the code that reads a verdict out of the metrics: the claim's own module (its
+    statistics and tests) and the shared checks. Editing either after freezing changes the rule."""
+    files = {Path(sys.modules[c.judge.__module__].__file__ or ""), Path(checks.__file__ or "")}
+    return sorted(hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file())
+
+
+def rule_hash(spec: ClaimSpec, plugins: list[dict[str, str]] | None = None, code: list[str] | None = None) -> str:
     """The hash of everything that decides a verdict: the claim, its thresholds and arms, the
-    confidence, the design (``frozen`` itself excluded) and the content of any plugin file."""
+    confidence, the design (``frozen`` itself excluded), the content of any plugin file and the
+    read-out code (``readouts``)."""
     frozen = spec.model_dump(mode="json", exclude={"frozen"})
     if plugins:
         frozen["plugins"] = sorted(p["sha256"] for p in plugins)
+    if code:
+        frozen["readouts"] = code
     return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
 
 
