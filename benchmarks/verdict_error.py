@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats as st
 
 from driftlab.experiments.design import Design, simulate, z_boundaries
-from driftlab.experiments.simulate import KINDS, one_sided_misses
+from driftlab.experiments.simulate import KINDS, LEVEL_SHARE, one_sided_misses, sequential_misses
 
 
 def pct(x: float) -> str:
@@ -21,11 +21,13 @@ def pct(x: float) -> str:
 
 
 def one_sided_table(experiments: int) -> None:
-    print(f"| statistic | its interval | seeds | lower side misses | upper side misses | plain jackknife-t "
-          f"(lower / upper) |\n|---|---|---|---|---|---|")
-    for kind, (what, _, stat, *_rest) in KINDS.items():
+    print("| statistic | its interval | seeds | lower side misses | upper side misses | plain jackknife-t, "
+          "full level (lower / upper) |\n|---|---|---|---|---|---|")
+    for kind, (_what, _, stat, *_rest) in KINDS.items():
         method = type(stat).__name__ if type(stat).__name__ in ("Ratio", "Log") else "t"
         method = {"Ratio": "Fieller", "Log": "t on logs", "t": "jackknife-t"}[method]
+        if kind in LEVEL_SHARE:
+            method += f" at {LEVEL_SHARE[kind]:g} of the level"
         for n in (3, 6, 10):
             lo, hi = one_sided_misses(kind, n, experiments, seed=2026)
             nlo, nhi = one_sided_misses(kind, n, experiments, seed=2026, naive=True)
@@ -56,6 +58,10 @@ def sequential_table(experiments: int) -> None:
         every |= st.t.sf(t, n - 1) <= 0.025
         if n in (3, 6, 10):
             zlev |= st.t.sf(t, n - 1) <= st.norm.sf(z[(3, 6, 10).index(n)])
+    for kind in LEVEL_SHARE:
+        above, below = sequential_misses(kind, experiments=experiments // 4, seed=4)
+        print(f"\n{kind} (at {LEVEL_SHARE[kind]:g} of the level), 3, 6, 10 (obf), effect on the threshold: error "
+              f"above / below over all looks {pct(above)} / {pct(below)} ({experiments // 4:,} experiments).")
     print(f"\nFor comparison, at an effect on the threshold: a test after every seed from 3 to 10 "
           f"accepts the upper side {pct(every.mean())} of the time; the z boundaries' levels applied to "
           f"t statistics at 3/6/10 seeds {pct(zlev.mean())}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from driftlab.experiments.claims.elasticity import _crossing
 from driftlab.sweep.analyses import seed_slopes
@@ -82,7 +83,7 @@ def test_elasticity_read_outs_recover_known_half_times_from_a_metrics_table(tmp_
     assert abs(q["align_half_time"] - half_up) < 3.0, (q["align_half_time"], half_up)
     half_down = -math.log(1 - (gain / 2) / (q["aligned"] - prior)) / 0.2
     assert abs(q["half_time"] - half_down) < 1.0, (q["half_time"], half_down)
-    assert 2.5 < q["ratio"] < 6.0 and q["front_share"] > 0.9 and q["undone"] > 0.9
+    assert 2.5 < q["ratio"] < 6.0 and abs(q["quarter_to_half"] - math.log(4 / 3) / math.log(2)) < 0.08 and q["undone"] > 0.9
     assert q["misaligned_half_time"] < 1.0 and q["misaligned_ratio"] > q["ratio"]
     assert q["benign_censored"] == 1.0 and q["benign_half_time"] == exp.arms["benign"].stages[2].steps
     assert abs(q["prior"] - q["bayes_prior"]) < 0.05
@@ -115,3 +116,24 @@ def test_the_analysis_section_keeps_an_axis_named_like_a_physical_size(tmp_path,
     assert "<td>0.5M</td><td>small</td><td>0.49M</td>" in html.replace("\n", ""), html[:2000]
     keys = {key for axis, series in seen for key in series}
     assert keys == {(t, z, "") for t in ("0.5M", "2M") for z in ("small", "large")}, keys
+
+
+def test_fast_then_slow_reads_the_shape_of_the_fall_and_not_an_overshoot():
+    """Steps to undo a quarter of the gain over steps to undo half: 0.415 for an exponential fall,
+    0.5 for a straight one even when it overshoots the prior and recovers (d9e15f9's share of the
+    fall done in the first quarter read that one as 1.07, passing > 0.25), more for a slow start."""
+    import math
+
+    from driftlab.experiments.claims.elasticity import quarter_to_half
+
+    steps = list(range(0, 121))
+    aligned, gain = 3.0, 2.0
+    exponential = [aligned - gain * (1 - math.exp(-0.05 * t)) for t in steps]
+    straight_overshoot = [aligned - 3.0 * t / 60 if t <= 60 else aligned - 3.0 + 1.6 * (t - 60) / 60 for t in steps]
+    slow_start = [aligned - gain / (1 + math.exp(-(t - 40) / 6)) for t in steps]
+    assert quarter_to_half(steps, exponential, aligned, gain) == pytest.approx(math.log(4 / 3) / math.log(2), abs=0.01)
+    assert quarter_to_half(steps, straight_overshoot, aligned, gain) == pytest.approx(0.5, abs=0.01)
+    assert quarter_to_half(steps, slow_start, aligned, gain) > 0.6
+    old = (aligned - straight_overshoot[30]) / (aligned - straight_overshoot[-1])  # d9e15f9's front share
+    assert old > 1.0
+    assert math.isnan(quarter_to_half(steps, [aligned] * len(steps), aligned, gain))  # never undoes half

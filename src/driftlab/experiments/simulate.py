@@ -93,3 +93,29 @@ def one_sided_misses(kind: str, n_seeds: int, experiments: int = 4000, seed: int
         below += bool(est.lo > truth)
         above += bool(est.hi < truth)
     return below / experiments, above / experiments
+
+
+def sequential_misses(kind: str, looks: tuple[int, ...] = (3, 6, 10), spending: str = "obf",
+                      experiments: int = 2000, seed: int = 0, alpha: float = 0.025) -> tuple[float, float]:
+    """Like ``one_sided_misses``, over a design's looks: the share of simulated experiments in which
+    some look's test accepts the side above the true effect (then stops), and the side below. Each
+    look is judged at the design's nominal level times the kind's level share."""
+    from driftlab.experiments.design import Design
+
+    _, draw, stat, _plain, truth, *_ = KINDS[kind]
+    design = Design(tuple(looks), spending, alpha)
+    share = LEVEL_SHARE.get(kind, 1.0)
+    levels = [design.nominal(k) * share for k in range(len(looks))]
+    rng = np.random.default_rng([seed, len(kind), *looks])
+    above = below = 0
+    for _ in range(experiments):
+        x = draw(rng, looks[-1])
+        for n, level in zip(looks, levels):
+            est = jackknife_t(x[:n], stat)
+            if est.p(truth, ">") <= level:
+                above += 1
+                break
+            if est.p(truth, "<") <= level:
+                below += 1
+                break
+    return above / experiments, below / experiments

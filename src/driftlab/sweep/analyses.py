@@ -27,7 +27,7 @@ TRENDS = {  # read-out -> (label, log2 of it?)
     "half_time": ("rebound: steps to undo half, training toward the prior", True),
     "misaligned_ratio": ("alignment's half-time over misaligned SFT's", True),
     "benign_ratio": ("alignment's half-time over a benign fine-tune's", True),
-    "front_share": ("share of the fall (to the prior) in its first quarter", False),
+    "quarter_to_half": ("steps to undo a quarter of the gain over steps to undo half (toward the prior)", False),
     "gain": ("bits alignment gained", False),
     "prior_gap": ("prior minus Bayes prior (bits)", False),
     "benign_undone": ("share of the gain a benign fine-tune undoes", False),

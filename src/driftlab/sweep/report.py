@@ -190,7 +190,7 @@ def _analysis_html(root: Path, sweep, axes: list[str], order: dict[str, list[str
     from driftlab.sweep.analyses import TRENDS
 
     a = read_json(path, DataError, "unreadable")
-    keys = ["prior", "bayes_prior", "gain", "align_half_time", "half_time", "ratio", "front_share",
+    keys = ["prior", "bayes_prior", "gain", "align_half_time", "half_time", "ratio", "quarter_to_half",
             "misaligned_half_time", "misaligned_ratio", "benign_half_time", "benign_ratio", "benign_undone"]
     rows = [[*(p["values"].get(x) for x in axes), f"{p['tokens'] / 1e6:.2f}M", f"{p['params'] / 1e3:.0f}k",
              f"{p['seeds']} ({p['censored']}, {p['benign_censored']} benign censored)", *(_cell(p.get(k)) for k in keys)]

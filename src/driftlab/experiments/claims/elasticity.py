@@ -21,8 +21,11 @@ def _crossing(steps: list[int], values: list[float], level: float) -> float:
     return float("nan")
 
 
-def _value_at(steps: list[int], values: list[float], t: float) -> float:
-    return float(np.interp(t, steps, values))
+def quarter_to_half(steps: list[int], values: list[float], start: float, gain: float) -> float:
+    """First-passage steps for a falling curve from ``start`` to undo a quarter of ``gain``, over its
+    steps to undo half (NaN when it never undoes half)."""
+    half = _crossing(steps, values, start - gain / 2)
+    return _crossing(steps, values, start - gain / 4) / half if half > 0 else float("nan")
 
 
 INVERSES = ("inverse", "misaligned", "benign")  # the rule's arms, each an inverse stage read the same way
@@ -40,8 +43,11 @@ def elasticity_quantities(m: Measured, r: Rule, seed: int) -> dict[str, float]:
       length when it never gets there, ``<arm>_censored`` 1, which can only understate the
       rebound), ``<arm>_steps_per_bit``, ``<arm>_ratio`` = alignment's half-time over it (> 1: the
       rebound is faster per bit than alignment was), ``<arm>_undone`` (share of the gain undone at
-      the end), ``<arm>_end`` (bits) and ``<arm>_front_share`` (share of the stage's whole fall
-      done in its first quarter of steps: 0.25 for a straight line, more when fast then slow).
+      the end), ``<arm>_end`` (bits) and ``<arm>_quarter_to_half`` (its steps to undo a quarter of
+      the gain over its steps to undo half, both first passages: 0.5 for a straight fall,
+      ln(4/3) / ln 2 = 0.415 for an exponential one, more for one that starts slowly; a fall that
+      overshoots and recovers reads as it fell, where d9e15f9's share of the fall done in the first
+      quarter of steps went above 1 and passed > 0.25 whatever the shape).
     The judged arm (the rule's ``inverse``) is also under the plain names: ``half_time``, ``ratio``..."""
     where = {"context": "assistant", "domain": "all", "split": "trained"}
     first = r.arm("inverse")
@@ -63,7 +69,6 @@ def elasticity_quantities(m: Measured, r: Rule, seed: int) -> dict[str, float]:
         steps, values = curve(arm, 2, aligned)
         total = m.configs[arm].stages[2].steps
         half = _crossing(steps, values, aligned - gain / 2) if gain > 0 else float("nan")
-        fall = values[0] - values[-1]
         name = "inverse" if key == "inverse" else key
         out[f"{name}_censored"] = float(np.isnan(half))
         out[f"{name}_half_time"] = float(total) if np.isnan(half) else half
@@ -71,9 +76,8 @@ def elasticity_quantities(m: Measured, r: Rule, seed: int) -> dict[str, float]:
         out[f"{name}_ratio"] = rise / out[f"{name}_half_time"] if out[f"{name}_half_time"] > 0 else float("inf")
         out[f"{name}_undone"] = (aligned - values[-1]) / gain if gain > 0 else float("nan")
         out[f"{name}_end"] = values[-1]
-        out[f"{name}_front_share"] = (values[0] - _value_at(steps, values, total / 4)) / fall if fall > 0 \
-            else float("nan")
-    for k in ("censored", "half_time", "steps_per_bit", "ratio", "undone", "end", "front_share"):
+        out[f"{name}_quarter_to_half"] = quarter_to_half(steps, values, aligned, gain) if gain > 0 else float("nan")
+    for k in ("censored", "half_time", "steps_per_bit", "ratio", "undone", "end", "quarter_to_half"):
         out[k] = out[f"inverse_{k}"]
     return out
 
@@ -92,8 +96,8 @@ def elasticity_quantities(m: Measured, r: Rule, seed: int) -> dict[str, float]:
        max_prior_gap=("number", "control check: |the model's prior - the world's Bayes prior| in bits must stay below "
                                 "this (pre-training learned the distribution the rebound would return to)"),
        min_ratio=("number", "alignment's half-time over the inverse stage's half-time must exceed this"),
-       min_front_share=("number", "the first quarter of the inverse stage's steps must do more than this share of "
-                                  "its fall"))
+       max_quarter_to_half=("number", "the inverse stage's steps to undo a quarter of the gain over its steps to "
+                                      "undo half must stay below this (0.5: a straight fall)"))
 def elasticity(m: Measured, r: Rule) -> Findings:
     """Per-seed read-outs (``elasticity_quantities``), seeds the unit of replication: each test's
     interval is Student's t over seeds (the jackknife of a mean). The ratio is a per-seed ratio's
@@ -115,8 +119,9 @@ def elasticity(m: Measured, r: Rule) -> Findings:
              r.num("max_prior_gap"), "<", " bits", role="control"),
         Test("rebound_faster", f"alignment's half-time over {inv}'s (steps to gain, then to undo, half the gain)",
              r.estimate(per_seed("ratio"), first), r.num("min_ratio"), ">"),
-        Test("fast_then_slow", f"share of {inv}'s fall done in its first quarter of steps",
-             r.estimate(per_seed("front_share"), first), r.num("min_front_share"), ">"),
+        Test("fast_then_slow", f"{inv}'s steps to undo a quarter of alignment's gain over its steps to undo half "
+             f"(0.5 straight, 0.415 exponential)", r.estimate(per_seed("quarter_to_half"), first),
+             r.num("max_quarter_to_half"), "<"),
     ]
     keys = sorted({k for s in m.seeds for k in q[s]})
     numbers = {k: float(np.nanmean([q[s][k] for s in m.seeds])) for k in keys}
