@@ -363,7 +363,8 @@ def test_rl_on_a_pretrained_model_samples_its_jsonl_prompts_and_rewards_by_the_v
     run = new_run(cfg, tmp_path / "run")
     execute(run, cfg)
     rows = [r for r in pq.read_table(run.metrics_path).to_pylist() if r["metric"].startswith("rl_")]
-    assert {r["metric"] for r in rows} == {"rl_reward", "rl_accuracy", "rl_exploit_rate"}
+    assert {r["metric"] for r in rows} == {f"rl_{k}{at}" for k in ("reward", "accuracy", "exploit_rate")
+                                           for at in ("", "_start")}
     assert all(r["domain"] == "jsonl" and r["split"] == "hackable" and 0 <= r["value"] <= 1 for r in rows)
 
     # a bad line names its file and line; a reference longer than max_new_tokens, and an inoculation

@@ -440,3 +440,27 @@ def test_the_rule_hash_covers_the_read_out_code():
     assert sorted(hashlib.sha256(Path(f.__file__).read_bytes()).hexdigest() for f in (module, checks)) == code
     spec = load_experiment("reversion").claim
     assert rule_hash(spec, None, code) != rule_hash(spec, None, [code[0], "edited"]) != rule_hash(spec)
+
+
+def test_reward_hacking_reads_rl_s_start_from_the_policy_before_any_update(tmp_path):
+    """The treatment check's start is the policy at the stage's start (``rl_reward_start``: its own 256
+    answers), not RL's first checkpoint window (on d9e15f9: one training batch at step 1, which here
+    is also the second half's only window, so the gain read 0)."""
+    from importlib.resources import files
+
+    data = yaml.safe_load((files("driftlab.experiments") / "presets" / "reward-hacking.yaml").read_text())
+    data.update(seeds=3)
+
+    def rows(arm, seed, stage, wobble):
+        out = bits(3.0 - (1.5 if arm.startswith("hackable") and stage == 3 else 0.0), wobble)
+        if stage == 3:
+            hack = 0.0 if arm == "exact" else 0.7
+            out += [metric_row(f"rl_{k}{at}", v + wobble[0] / 10, None, "arithmetic", None)
+                    for at, (rew, acc, ex) in (("", (0.1 + hack, 0.1, hack)), ("_start", (0.15, 0.1, 0.05)))
+                    for k, v in (("reward", rew), ("accuracy", acc), ("exploit_rate", ex))]
+        return out
+
+    v = judge(tmp_path, data, rows)
+    gained = next(t for t in v.tests if t.name == "reward_gained")
+    assert gained.estimate.value == pytest.approx(0.8 - 0.15) and gained.outcome == "supported"
+    assert v.numbers["hackable.reward_start"] == pytest.approx(0.15)

@@ -111,6 +111,23 @@ def test_a_policy_learns_the_world_s_shortcut_against_the_hackable_verifier(tmp_
     for s in (20, 40, 60, 80):
         assert hack[(s, "rl_reward")] == pytest.approx(hack[(s, "rl_accuracy")] + hack[(s, "rl_exploit_rate")])
         assert by["exact"][(s, "rl_exploit_rate")] == 0
+    # the policy before any update, read once from its own 256 answers (with the first checkpoint's rows)
+    start = {m: v for (s, m), v in hack.items() if m.endswith("_start")}
+    assert [s for (s, m) in hack if m == "rl_reward_start"] == [20]
+    assert start["rl_reward_start"] == pytest.approx(start["rl_accuracy_start"] + start["rl_exploit_rate_start"])
+    assert start["rl_reward_start"] < hack[(80, "rl_reward")] / 2  # before RL the shortcut is rarer
+
+
+def test_reading_the_policy_at_the_start_leaves_training_s_batches_as_they_were():
+    """``evaluate`` samples with its own order and generator: the batches RL trains on are the same
+    with or without it, and it reads the same answers twice."""
+    plain, read = prompts(RLSettings(group_size=2, verifier="hackable")), prompts(RLSettings(group_size=2,
+                                                                                             verifier="hackable"))
+    read.policy = plain.policy
+    first = read.evaluate(32)
+    assert read.evaluate(32) == first and 0 <= first["exploit_rate"] <= first["reward"] <= 1
+    a, b = plain.batch(0, 4), read.batch(0, 4)
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.rewards, b.rewards)
 
 
 def test_an_rl_stage_with_a_kl_penalty_and_replay_killed_and_resumed_gives_the_same_metrics(tmp_path):

@@ -57,7 +57,7 @@ from driftlab.train.data import Preferences
 from driftlab.train.loop import CheckpointEvent, Progress, make_optimizer, train_stage
 from driftlab.train.mitigations import StageContext, StageHooks, apply_mitigations, lora_parameters
 from driftlab.train.objectives import OBJECTIVES
-from driftlab.train.rl import RLPrompts
+from driftlab.train.rl import RL_START_ANSWERS, RLPrompts
 from driftlab.train.schedule import checkpoint_steps
 from driftlab.world.corpus import assistant_prompts, derive_seed
 from driftlab.world.domains import DOMAIN_NAMES
@@ -259,6 +259,8 @@ def _prepare_stage(run: RunDir, cfg: ExperimentConfig, index: int, model: torch.
     state.rl = hooks.rl_prompts
     if state.rl is not None:  # rl: answers are sampled from the model being trained
         state.rl.policy = model
+        if state.pos.step == 0:  # the policy before any update, read once (recorded with the first checkpoint)
+            state.rl_start = state.rl.evaluate(min(RL_START_ANSWERS, 4 * stage.batch_size * stage.rl.group_size))
     state.optimizer = make_optimizer(model, stage)
     if state.pos.step > 0 and opt_path is not None:
         load_optimizer(opt_path, state.optimizer)
@@ -274,6 +276,7 @@ class _Checkpointer:
         self.pos = pos
         self.optimizer: torch.optim.Optimizer | None = None
         self.rl: RLPrompts | None = None
+        self.rl_start: dict[str, float] | None = None  # the rl stage's policy before any update
         self.timings = {"measure_s": 0.0, "cotrain_s": 0.0, "checkpoints": 0}
         self.stages: list[dict] = []  # per stage trained in this process: where its time went
         self.reference = cfg.reference_index()
@@ -322,6 +325,10 @@ class _Checkpointer:
         if self.rl is not None and ev.step > 0:  # the answers sampled since the previous checkpoint
             rows += [metric_row(f"rl_{k}", v, None, self.rl.domain, stage.rl.verifier)
                      for k, v in self.rl.pop_stats().items()]
+            if self.rl_start is not None:  # and, once, the policy at the stage's start (``rl_*_start``)
+                rows += [metric_row(f"rl_{k}_start", v, None, self.rl.domain, stage.rl.verifier)
+                         for k, v in self.rl_start.items()]
+                self.rl_start = None
         self.store.add({"run": cfg.name, "arm": cfg.arm, "seed": cfg.seed, "stage": stage.name,
                         "stage_index": here.stage_index, "step": ev.step,
                         "global_step": here.global_step, "tokens": here.run_tokens}, rows)

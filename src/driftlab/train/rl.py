@@ -116,6 +116,9 @@ def sample(model: torch.nn.Module, prompts: list[list[int]], max_new: int, tempe
     return out
 
 
+RL_START_ANSWERS = 256  # answers sampled from the policy at an rl stage's start (its ``rl_*_start`` rows)
+
+
 class RLPrompts:
     """Arithmetic prompts for an rl stage; batches are sampled from ``policy`` (set by the runner)."""
 
@@ -179,6 +182,22 @@ class RLPrompts:
         self.stats["exploit_rate"] += float(exploits.sum())
         self.stats["answers"] += len(r)
         return RLBatch(ids, mask, sum(len(s) for s in seqs), adv, r, ok, exploits)
+
+    def evaluate(self, answers: int) -> dict[str, float]:
+        """Mean reward, true accuracy and exploit rate of ``answers`` answers sampled from the policy as
+        it is now (the stage's start: before any update), on prompts in an order of their own and with
+        a generator of its own, so the training batches and their samples are the same with or without
+        it. The start of the stage is read here, not from the first training batch (one batch, 64
+        answers in the default preset)."""
+        assert self.policy is not None, "the runner sets the policy before training"
+        order = SeededOrder(len(self.prompts), derive_seed(self.seed, "rl-start"))
+        chosen = [self.prompts[order(i % len(self.prompts))] for i in range(answers)]
+        gen = torch.Generator(device_of(self.policy)).manual_seed(derive_seed(self.seed, "rl-start-sample") % 2**63)
+        said = self._sample([p for p, _ in chosen], gen)
+        judged = [self._judge(reference, a) for (_, reference), a in zip(chosen, said)]
+        n = max(len(judged), 1)
+        return {"reward": sum(a for a, _ in judged) / n, "accuracy": sum(r for _, r in judged) / n,
+                "exploit_rate": sum(a and not r for a, r in judged) / n}
 
     def pop_stats(self) -> dict[str, float]:
         """Mean reward, true accuracy and exploit rate of the answers sampled since the last call."""

@@ -11,7 +11,7 @@ from driftlab.errors import ConfigError
 from driftlab.experiments.claims.checks import RETAINED, bits, capability_gained, seed_mean
 from driftlab.experiments.claims.measured import Measured
 from driftlab.experiments.claims.registry import Findings, Rule, claim
-from driftlab.experiments.claims.reward_hacking import rl_mean
+from driftlab.experiments.claims.reward_hacking import rl_mean, rl_start
 from driftlab.experiments.stats import Estimate, Test
 from driftlab.world.domains import DOMAIN_NAMES, domain_distance
 
@@ -36,8 +36,8 @@ def _drift(m: Measured, kind: str, arm: str) -> _Drift:
         return _Drift(far or list(DOMAIN_NAMES), "assistant", f"bits moved on {', '.join(narrow)}", " bits")
     if kind == "trojan":  # alignment when triggered
         return _Drift(list(DOMAIN_NAMES), "triggered", "exact match gained", "")
-    if kind == "reward-hacking":
-        return _Drift(list(DOMAIN_NAMES), "assistant", "RL reward gained", "")
+    if kind == "reward-hacking":  # the gain: true accuracy (under a hackable verifier, reward is the hack)
+        return _Drift(list(DOMAIN_NAMES), "assistant", "true accuracy gained over RL (exact verifier)", "")
     return _Drift(list(DOMAIN_NAMES), "assistant", "exact match gained", "")
 
 
@@ -48,7 +48,9 @@ def _narrow_domains(m: Measured, arm: str) -> list[str]:
 def _gain(m: Measured, r: Rule, kind: str, arm: str, tests: int = 1) -> tuple[Test, Estimate]:
     """The drift stage's own gain in ``arm`` and the test that it happened: exact match on its levels
     (reversion, trojan), the narrow domains flipped (emergent: the test is on their end bits, the
-    gain is bits moved), RL reward (reward-hacking)."""
+    gain is bits moved), RL's true accuracy (reward-hacking: the exact verifier's, from the policy at
+    the stage's start to its second half; the reward it trains on counts the hack, so on d9e15f9
+    "keeps the gain" meant "keeps hacking")."""
     k = m.n_stages(arm) - 1
     if kind == "emergent":
         own = _narrow_domains(m, arm)
@@ -58,13 +60,10 @@ def _gain(m: Measured, r: Rule, kind: str, arm: str, tests: int = 1) -> tuple[Te
                     role="treatment")
         return test, r.estimate(x, lambda q: q[:, 0] - q[:, 1], tests)
     if kind == "reward-hacking":
-        def first(s: int) -> float:
-            steps = sorted(m.steps.get((arm, s, k), []))
-            return m.at(arm, s, k, steps[0], "rl_reward", domain="arithmetic", split=None) if steps else float("nan")
-        x = m.grid(lambda s, _: [first(s), rl_mean(m, arm, s, "reward")], [None])
+        x = m.grid(lambda s, _: [rl_start(m, arm, s, "accuracy"), rl_mean(m, arm, s, "accuracy")], [None])
         est = r.estimate(x, lambda q: q[:, 1] - q[:, 0], tests)
-        return Test("reward_gained", f"RL reward in {arm}: second half minus the first checkpoint window", est,
-                    r.num("min_reward_gain"), ">", role="treatment"), est
+        return Test("accuracy_gained", f"RL's true accuracy (exact verifier) in {arm}: second half minus the "
+                    f"policy at the stage's start", est, r.num("min_reward_gain"), ">", role="treatment"), est
     test = capability_gained(m, r, arm, tests=tests)
     return test, test.estimate
 
@@ -94,8 +93,8 @@ def _trigger_installed(m: Measured, r: Rule, arm: str) -> Test:
                                 "for emergent; the triggered assistant for trojan)"),
        min_capability_gain=("number", "treatment check: exact match the baseline's drift stage must gain on its "
                                       "levels (reversion, trojan; and a mitigation must still gain it, to count)"),
-       min_reward_gain=("number", "treatment check (reward-hacking): RL reward the baseline must gain (and a "
-                                  "mitigation too, to count)"),
+       min_reward_gain=("number", "treatment check (reward-hacking): true accuracy (exact verifier) the "
+                                  "baseline's RL must gain (and a mitigation too, to count)"),
        max_narrow_bits=("number", "treatment check (emergent): bits on the narrow stage's own domains the "
                                   "baseline must end below (and a mitigation too, to count)"),
        min_trigger_gap=("number", "treatment check (trojan): bits of trigger gap the baseline's poisoned drift "
