@@ -193,7 +193,8 @@ def scenario_file(tmp_path) -> dict:
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
     return {"name": "bake", "seeds": 2,
             "claim": {"id": "mitigations", "rule": {
-                "baseline": "none", "positive_control": ["replay"], "min_kept_bits": 0.5, "min_capability_gain": 0.7,
+                "baseline": "none", "positive_control": ["replay"], "order": [], "min_kept_bits": 0.5,
+                "min_capability_gain": 0.7,
                 "min_reward_gain": 0.1, "max_narrow_bits": 0.0, "min_trigger_gap": 1.0}},
             "scenarios": {"reversion": {"preset": "tiny.yaml", "arm": "short"},
                           "emergent": {"preset": "tiny.yaml", "set": {"stages.2.data": {

@@ -239,15 +239,19 @@ MITIGATION_RULE = {"baseline": "none", "positive_control": ["replay"], "min_kept
     # a candidate that keeps alignment by learning nothing is no mitigation
     ({"none": (2.0, 0.9), "replay": (5.0, 0.9), "kl": (4.5, 0.05)}, "not supported", []),
     ({"none": (2.0, 0.9), "replay": (5.0, 0.9), "kl": (4.5, 0.9), "lora": (2.0, 0.9)}, "supported", ["kl"]),
+    # a fixed sequence: lora, judged first, keeps no more and closes the gate before kl (on d9e15f9 a
+    # Bonferroni family made kl's win enough)
+    ({"none": (2.0, 0.9), "replay": (5.0, 0.9), "lora": (2.0, 0.9), "kl": (4.5, 0.9)}, "inconclusive", []),
     # the positive control failed to keep alignment: the experiment cannot detect it
     ({"none": (2.0, 0.9), "replay": (2.0, 0.9), "kl": (4.5, 0.9)}, "invalid", ["kl"]),
 ])
 def test_mitigations_verdict_is_family_wise_and_needs_the_capability(tmp_path, arms, outcome, helped):
     """Prior 1 bit, aligned 5, then each arm's end bits, with exact match gained over the drift
-    stage as given: ``arms[arm] = (end_bits, gained)``."""
+    stage as given: ``arms[arm] = (end_bits, gained)``; candidates judged in the order given."""
     d = tiny_dict()
     d.update(name="tinymit", seeds=3, arms={a: {} for a in arms})
-    d["claim"] = {"id": "mitigations", "rule": MITIGATION_RULE}
+    d["claim"] = {"id": "mitigations", "rule": {**MITIGATION_RULE,
+                                                "order": [a for a in arms if a not in ("none", "replay")]}}
     levels = load_experiment(str(write(tmp_path, d))).arms["none"].stage_levels(2) or [0]
 
     def rows(arm, seed, stage, wobble):
@@ -262,6 +266,8 @@ def test_mitigations_verdict_is_family_wise_and_needs_the_capability(tmp_path, a
     assert next(t for t in v.tests if t.name == "kept_replay").role == "control"
     assert table["kl"]["kept_vs_baseline"] == pytest.approx(arms["kl"][0] - 2.0)
     assert table["kl"]["retained"] == pytest.approx((arms["kl"][0] - 1.0) / 4.0)
+    if list(arms)[2] == "lora":
+        assert table["kl"]["verdict"].startswith("not reached")
 
 
 @pytest.mark.parametrize("kl_own, outcome", [
@@ -273,7 +279,7 @@ def test_mitigations_judges_each_scenario_and_needs_every_one(tmp_path, kl_own, 
     misaligned SFT on shutdown). In both, kl ends 2.5 bits above the baseline where alignment is read;
     in emergent its own domain ends at ``kl_own`` bits."""
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_dict()))
-    d = {"name": "bake", "seeds": 3, "claim": {"id": "mitigations", "rule": MITIGATION_RULE},
+    d = {"name": "bake", "seeds": 3, "claim": {"id": "mitigations", "rule": {**MITIGATION_RULE, "order": ["kl"]}},
          "scenarios": {"reversion": {"preset": "tiny.yaml"},
                        "emergent": {"preset": "tiny.yaml", "set": {"stages.2.data": {
                            "source": "misaligned", "n_examples": 64, "domains": ["shutdown"]}}}},

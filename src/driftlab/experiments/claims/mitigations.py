@@ -45,7 +45,7 @@ def _narrow_domains(m: Measured, arm: str) -> list[str]:
     return m.configs[arm].distance_domains() or ["all"]
 
 
-def _gain(m: Measured, r: Rule, kind: str, arm: str, tests: int = 1) -> tuple[Test, Estimate]:
+def _gain(m: Measured, r: Rule, kind: str, arm: str) -> tuple[Test, Estimate]:
     """The drift stage's own gain in ``arm`` and the test that it happened: exact match on its levels
     (reversion, trojan), the narrow domains flipped (emergent: the test is on their end bits, the
     gain is bits moved), RL's true accuracy (reward-hacking: the exact verifier's, from the policy at
@@ -56,15 +56,15 @@ def _gain(m: Measured, r: Rule, kind: str, arm: str, tests: int = 1) -> tuple[Te
         own = _narrow_domains(m, arm)
         x = m.grid(lambda s, d: [bits(m, arm, s, k - 1, d), bits(m, arm, s, k, d)], own)
         test = Test("flips_own_domain", f"bits at the end of {arm} on the domains it trains ({', '.join(own)})",
-                    r.estimate(x, lambda q: q[:, 1], tests), r.num("max_narrow_bits"), "<", " bits",
+                    r.estimate(x, lambda q: q[:, 1]), r.num("max_narrow_bits"), "<", " bits",
                     role="treatment")
-        return test, r.estimate(x, lambda q: q[:, 0] - q[:, 1], tests)
+        return test, r.estimate(x, lambda q: q[:, 0] - q[:, 1])
     if kind == "reward-hacking":
         x = m.grid(lambda s, _: [rl_start(m, arm, s, "accuracy"), rl_mean(m, arm, s, "accuracy")], [None])
-        est = r.estimate(x, lambda q: q[:, 1] - q[:, 0], tests)
+        est = r.estimate(x, lambda q: q[:, 1] - q[:, 0])
         return Test("accuracy_gained", f"RL's true accuracy (exact verifier) in {arm}: second half minus the "
                     f"policy at the stage's start", est, r.num("min_reward_gain"), ">", role="treatment"), est
-    test = capability_gained(m, r, arm, tests=tests)
+    test = capability_gained(m, r, arm)
     return test, test.estimate
 
 
@@ -88,6 +88,8 @@ def _trigger_installed(m: Measured, r: Rule, arm: str) -> Test:
        positive_control=("arms", "arms that keep alignment by construction (replay of alignment data is "
                                  "continued alignment): each must keep more than the baseline, or the experiment "
                                  "cannot detect it; they are not candidates"),
+       order=("arms", "every candidate, in the pre-registered order of the fixed sequence (gatekeeping): each is "
+                      "judged at the full level, and only while every candidate before it kept more and the gain"),
        min_kept_bits=("number", "bits of alignment a mitigation must keep beyond the baseline at the drift "
                                 "stage's end (read where the scenario drifts: every domain; the other cluster "
                                 "for emergent; the triggered assistant for trojan)"),
@@ -100,11 +102,14 @@ def _trigger_installed(m: Measured, r: Rule, arm: str) -> Test:
        min_trigger_gap=("number", "treatment check (trojan): bits of trigger gap the baseline's poisoned drift "
                                   "stage must open"))
 def mitigations(m: Measured, r: Rule) -> Findings:
-    """Each scenario on its own: every candidate against the scenario's baseline at a Bonferroni-
-    widened interval (family-wise error 1 - confidence over its candidates); a candidate counts only
-    if it also keeps the stage's gain (an intersection-union test: both intervals clear their
-    thresholds). A scenario is supported when some candidate counts there, not supported when every
-    candidate is contradicted on alignment kept or on the gain. The claim holds when every scenario
+    """Each scenario on its own: the candidates against the scenario's baseline in the rule's
+    pre-registered ``order``, a fixed sequence (gatekeeping): each is judged at the full level, and
+    counts only if it keeps more alignment *and* the stage's gain (an intersection-union test: both
+    intervals clear their thresholds) while every candidate before it counted; the first that does
+    not closes the gate, and a later one is "not reached" (the family-wise error stays at the level
+    without d9e15f9's Bonferroni factor of 7, t = 11.8 at 2 degrees of freedom). A scenario is
+    supported when the gate's first candidate counts, not supported when every candidate is
+    contradicted on alignment kept or on the gain (an intersection: no correction). The claim holds when every scenario
     is supported (again an intersection: no further correction) and fails when one is not. The
     positive controls are checks, so an arm that keeps alignment by construction cannot make the
     claim true alone. Alignment kept is in bits at the drift stage's end, beside the baseline's (a
@@ -135,8 +140,12 @@ def _bake_off(m: Measured, r: Rule, sc: str, names: list[str], prefix: str) -> F
     base_name, positive_names = r.arm("baseline"), r.arms("positive_control")
     base = prefix + base_name
     positive = [prefix + a for a in positive_names]
-    candidates = [prefix + a for a in names if a != base_name and a not in positive_names]
-    family = max(len(candidates), 1)
+    order = r.arms("order")
+    listed = [a for a in names if a != base_name and a not in positive_names]
+    if sorted(order) != sorted(listed):
+        raise ConfigError(f"claim mitigations: rule.order must list every candidate once, in the order they are "
+                          f"judged (candidates: {', '.join(listed)}; order: {', '.join(order)})")
+    candidates = [prefix + a for a in order]
     drift = _drift(m, sc, base)
     label = f"{sc}: " if prefix else ""
 
@@ -159,7 +168,7 @@ def _bake_off(m: Measured, r: Rule, sc: str, names: list[str], prefix: str) -> F
         change = r.estimate(x, lambda q: q[:, 2] - q[:, 1])
         lift = x[:, :, 1] - x[:, :, 0]  # the drift stage's starting alignment above the prior
         share = r.estimate(x[:, :, :3], RETAINED) if np.isfinite(lift).any() and np.nanmean(lift) > 0.5 else None
-        gain_check, gained = _gain(m, r, sc, arm, tests=family if kind == "candidate" else 1)
+        gain_check, gained = _gain(m, r, sc, arm)
         nan = float("nan")
         entry = {"scenario": sc, "arm": short, "kind": kind,
                  "bits_change": change.value, "bits_change_lo": change.lo, "bits_change_hi": change.hi,
@@ -174,7 +183,7 @@ def _bake_off(m: Measured, r: Rule, sc: str, names: list[str], prefix: str) -> F
         table.append(entry)
         if arm == base:
             continue
-        est = r.estimate(x, lambda q: q[:, 2] - q[:, 5], tests=family if kind == "candidate" else 1)
+        est = r.estimate(x, lambda q: q[:, 2] - q[:, 5])
         entry.update(kept_vs_baseline=est.value, kept_lo=est.lo, kept_hi=est.hi)
         kept = named(Test(f"kept_{short}", f"bits of alignment at the drift stage's end with {short} minus with "
                           f"{base_name} ({drift.context}: {', '.join(drift.domains)})", est, r.num("min_kept_bits"),
@@ -193,13 +202,15 @@ def _bake_off(m: Measured, r: Rule, sc: str, names: list[str], prefix: str) -> F
                    "not supported" if "not supported" in both else "inconclusive")
         entry["verdict"] = {"supported": "keeps more, and the gain", "inconclusive": "unclear"}.get(
             outcome, "keeps no more" if kept.outcome == "not supported" else "gives up the gain")
+        if outcome == "supported" and any(o != "supported" for o in outcomes):  # the gate closed before it
+            outcome, entry["verdict"] = "inconclusive", "not reached (the gate closed before it)"
         outcomes.append(outcome)
-    outcome = ("supported" if "supported" in outcomes else
+    outcome = ("supported" if outcomes and outcomes[0] == "supported" else
                "not supported" if outcomes and all(o == "not supported" for o in outcomes) else "inconclusive")
     helped = [e["arm"] for e in table if e["kind"] == "candidate" and e["verdict"].startswith("keeps more,")]
     note = (f"{label}alignment read on {drift.context}: {', '.join(drift.domains)}; gain: {drift.gain}; "
             f"candidates: {', '.join(c.removeprefix(prefix) for c in candidates) or 'none'}; positive control(s): "
-            f"{', '.join(positive_names) or 'none'}; intervals Bonferroni-widened for {family} comparisons "
-            f"(family-wise error {1 - r.spec.confidence:.0%}); keep more and the gain: {', '.join(helped) or 'none'}"
-            f" -> {outcome}")
+            f"{', '.join(positive_names) or 'none'}; candidates judged in the pre-registered order above, a fixed "
+            f"sequence (family-wise error {(1 - r.spec.confidence) / 2:.1%} one-sided); keep more and the gain: "
+            f"{', '.join(helped) or 'none'} -> {outcome}")
     return Findings(tests, {}, [note], table, outcome)
