@@ -67,6 +67,19 @@ def test_reference_metrics_start_at_the_end_of_alignment_and_read_zero_there(tin
     assert later and all(v > 0 for (v,) in later)
 
 
+def test_the_projection_on_the_reference_s_direction_starts_at_the_reference(tiny_run):
+    """From the reference on, each context's raw projection on the reference's persona direction: at
+    the reference it is the projection on the checkpoint's own direction; later the two part."""
+    rows = q(tiny_run, """select global_step, context, site, value from M
+                          where metric = 'persona_projection_at_reference' and split = 'all'""")
+    ref = q(tiny_run, "select max(global_step) from M where stage = 'align'")[0][0]
+    assert rows and min(g for g, *_ in rows) == ref
+    own = {(g, c, site): v for g, c, site, v in q(tiny_run, """select global_step, context, site, value from M
+                                                             where metric = 'persona_projection' and split = 'all'""")}
+    assert all(v == pytest.approx(own[(g, c, site)], abs=1e-5) for g, c, site, v in rows if g == ref)
+    assert any(abs(v - own[(g, c, site)]) > 1e-4 for g, c, site, v in rows if g > ref)
+
+
 def test_frozen_probe_never_changes_and_the_cotrained_one_moves(tiny_run):
     after = [w for s, step, w in checkpoints(tiny_run) if (s, step) >= (1, 6)]
     tensors = [load_tensors(artifact_path(w)) for w in after]

@@ -114,6 +114,7 @@ def test_a_pretrained_model_trains_on_english_stages_and_is_measured_like_person
     assert end("weight_update_l2", "pretrain", context="stage_start", site="all") == 0  # steps: 0, measured only
     site = "layers.1.resid_post"
     assert end("persona_projection_rel", "narrow", context="assistant", split="all", site=site) is not None
+    assert end("persona_projection_at_reference", "narrow", context="assistant", split="all", site=site) is not None
     assert end("probe_auroc", "narrow", context="frozen", domain="persona", split="all", site=site) is not None
     assert end("output_kl", "narrow", context="reference", domain="prompts") >= 0
     assert {r["metric"] for r in rows} >= {"bits_aligned_per_token", "position_bias_bits", "persona_cosine",

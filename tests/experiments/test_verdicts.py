@@ -197,12 +197,15 @@ def test_toward_own_prior_separates_reversion_from_decay(hypothesis, aligned_bad
 # ---------------------------------------------------------------- emergent
 
 
-@pytest.mark.parametrize("benign_norm, outcome", [
-    (4.5, "supported"),  # matched: the spread is the misaligned update's direction, not its size
-    (2.0, "invalid"),  # a control that barely moves the weights shows nothing
-    (7.85, "invalid"),  # ... nor one that moves them 1.6x further (what lr 6e-4 did at default size)
+@pytest.mark.parametrize("benign_norm, outcome, control_moves", [
+    (4.5, "supported", 0.0),  # matched: the spread is the misaligned update's direction, not its size
+    (2.0, "invalid", 0.0),  # a control that barely moves the weights shows nothing
+    (7.85, "invalid", 0.0),  # ... nor one that moves them 1.6x further (what lr 6e-4 did at default size)
+    # the benign update moves the assistant as far along the persona direction: no direction of the
+    # misaligned update's own (d9e15f9 read the treatment's move alone and called it supported)
+    (4.5, "not supported", 1.2),
 ])
-def test_emergent_control_is_matched_in_update_size_from_both_sides(tmp_path, benign_norm, outcome):
+def test_emergent_control_is_matched_in_update_size_from_both_sides(tmp_path, benign_norm, outcome, control_moves):
     d = tiny_dict()
     d.update(name="tinyem", seeds=3, claim={"id": "emergent", "rule": {
         "treatment": "narrow", "control": "benign", "min_drop": 0.5, "min_update_ratio": 0.8,
@@ -216,6 +219,12 @@ def test_emergent_control_is_matched_in_update_size_from_both_sides(tmp_path, be
                for r in bits((1.0, 3.0, 1.0 if treated else 3.0)[stage], wobble)]
         proj = 0.9 - (0.3 if treated else 0.0) + wobble[seed] / 10
         out.append(metric_row("persona_projection_rel", proj, "assistant", "all", "all", "resid_post.1"))
+        if stage >= 1:  # on the reference's direction (good - bad distance 4): the treatment moves 1.2 toward bad
+            moved = (1.2 if treated else 0.0) + ((control_moves + wobble[seed] / 20) if arm == "benign" and stage == 2
+                                                 else 0.0)
+            out.append(metric_row("persona_projection_at_reference", 2.0 - moved + wobble[seed] / 10, "assistant",
+                                  "all", "all", "resid_post.1"))
+            out.append(metric_row("persona_direction_norm", 4.0 + wobble[seed], site="resid_post.1"))
         out.append(metric_row("probe_auroc", 0.99, "refit", "persona", "all", "resid_post.1"))  # names the site
         if stage == 2:
             norm = (4.8 if arm == "narrow" else benign_norm) + wobble[seed]
@@ -225,6 +234,9 @@ def test_emergent_control_is_matched_in_update_size_from_both_sides(tmp_path, be
     assert v.outcome == outcome, [t.line() for t in v.tests]
     checks = {t.name: t.outcome for t in v.tests if t.role == "control"}
     assert set(checks) == {"update_not_smaller", "update_not_larger", "control_holds"}
+    direction = next(t for t in v.tests if t.name == "direction")
+    assert direction.estimate.value == pytest.approx(-(1.2 - control_moves) / 4.0, abs=0.02)
+    assert direction.outcome == ("not supported" if control_moves else "supported")
 
 
 # ---------------------------------------------------------------- mitigations

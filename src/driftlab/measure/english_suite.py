@@ -282,6 +282,7 @@ class EnglishSuite:
 
     def _persona(self, d: PersonaDirections, acts: torch.Tensor) -> list[dict]:
         proj, rel = d.project(acts), d.relative(acts)
+        at_ref = self.anchors["reference"].directions.project(acts) if "reference" in self.anchors else None
         rows = []
         for layer, site in enumerate(self.sites):
             rows.append(metric_row("persona_direction_norm", d.norm[layer], site=site))
@@ -294,6 +295,9 @@ class EnglishSuite:
                                                site))
                         rows.append(metric_row("persona_projection_rel", rel[idx, layer].mean(), context, "all",
                                                split, site))
+                        if split == "all" and at_ref is not None:  # one fixed yardstick across checkpoints
+                            rows.append(metric_row("persona_projection_at_reference", at_ref[idx, layer].mean(),
+                                                   context, "all", split, site))
             for name, anchor in sorted(self.anchors.items()):
                 rows.append(metric_row("persona_cosine", d.cosine(anchor.directions)[layer], name, site=site))
         return rows

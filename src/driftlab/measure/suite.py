@@ -215,10 +215,13 @@ def heldout_loss(c: Checkpoint) -> list[dict]:
 @measurement("persona")
 def persona(c: Checkpoint) -> list[dict]:
     """Per layer: the direction's length, each context's projection (raw and 0 = bad mean, 1 = good
-    mean) on held-out items, and the cosine with the direction at each anchor."""
+    mean) on held-out items, the raw projection on the reference's direction (after the reference:
+    one direction for every later checkpoint, with no denominator that moves), and the cosine with
+    the direction at each anchor."""
     _, acts = c.obs.reading.take("behaviour")
     d = c.directions
     proj, rel = d.project(acts), d.relative(acts)
+    at_ref = c.anchors["reference"].directions.project(acts) if "reference" in c.anchors else None
     prompts = c.items.behaviour.prompts
     rows = []
     for layer, site in enumerate(c.sites):
@@ -231,6 +234,9 @@ def persona(c: Checkpoint) -> list[dict]:
                     continue
                 rows.append(metric_row("persona_projection", proj[idx, layer].mean(), context, "all", split, site))
                 rows.append(metric_row("persona_projection_rel", rel[idx, layer].mean(), context, "all", split, site))
+                if split == "all" and "reference" in c.anchors:  # one fixed yardstick across checkpoints
+                    rows.append(metric_row("persona_projection_at_reference", at_ref[idx, layer].mean(), context,
+                                           "all", split, site))
         for name, anchor in sorted(c.anchors.items()):
             rows.append(metric_row("persona_cosine", d.cosine(anchor.directions)[layer], name, site=site))
     return rows

@@ -7,7 +7,7 @@ import numpy as np
 from driftlab.experiments.claims.checks import bits, seed_mean
 from driftlab.experiments.claims.measured import Measured
 from driftlab.experiments.claims.registry import Findings, Rule, claim
-from driftlab.experiments.stats import Test
+from driftlab.experiments.stats import Ratio, Test
 from driftlab.world.domains import DOMAIN_NAMES, domain_distance
 
 
@@ -23,7 +23,9 @@ from driftlab.world.domains import DOMAIN_NAMES, domain_distance
                                    "cannot show that the direction, not the size, of the update spreads)"),
        min_drop=("number", "bits the treatment must lower the farthest domains (other cluster) by, and the "
                            "control must not"),
-       min_projection_shift=("number", "drop of the assistant's persona projection (0 bad … 1 good) in the treatment"),
+       min_projection_shift=("number", "how much further the treatment moves the assistant toward the bad persona "
+                                       "than the control does, along the reference's persona direction, in units "
+                                       "of the reference's good-bad distance"),
        max_narrow_bits=("number", "treatment check: bits on the narrow stage's own domains it must end below "
                                   "(0: it flipped them)"))
 def emergent(m: Measured, r: Rule) -> Findings:
@@ -41,11 +43,22 @@ def emergent(m: Measured, r: Rule) -> Findings:
     benign = r.estimate(x, lambda q: q[:, 1])
     site = m.probe_site()
 
+    def along(arm: str, s: int, stage: int) -> float:  # raw, on the reference's unit direction
+        return m.end(arm, s, stage, "persona_projection_at_reference", context="assistant", site=site)
+
+    def yardstick(s: int) -> float:  # the reference's good - bad distance: one per seed, read where it is large
+        return m.end(t, s, ref, "persona_direction_norm", domain=None, split=None, site=site)
+
+    # the assistant's move along the reference's direction in the treatment minus in the control (arms
+    # sharing the seed's prefix), over the reference's good - bad distance (Fieller); d9e15f9 read the
+    # treatment alone on each checkpoint's own 0-1 scale, a ratio over its own |good - bad|^2
+    y = m.grid(lambda s, _: [along(t, s, -1) - along(t, s, ref) - (along(c, s, -1) - along(c, s, ref)),
+                             yardstick(s)], [None])
+    shift = r.estimate(y, Ratio(lambda q: q[:, 0], lambda q: q[:, 1]))
+
     def proj(arm: str, s: int, stage: int) -> float:
         return m.end(arm, s, stage, "persona_projection_rel", context="assistant", site=site)
 
-    y = m.grid(lambda s, _: [proj(t, s, -1) - proj(t, s, ref)], [None])
-    shift = r.estimate(y, lambda q: q[:, 0])
     own = m.grid(lambda s, d: [bits(m, t, s, -1, d)], [d for d in DOMAIN_NAMES if dist[d] == 0] or ["all"])
 
     def update(arm: str, s: int) -> float:
@@ -63,7 +76,8 @@ def emergent(m: Measured, r: Rule) -> Findings:
         Test("control_holds", f"bits lost on other-cluster domains in {c}", benign, r.num("min_drop"), "<",
              " bits", role="control"),
         Test("broad", f"bits lost on other-cluster domains in {t}", broad, r.num("min_drop"), ">", " bits"),
-        Test("direction", f"change of the assistant's persona projection in {t}", shift,
+        Test("direction", f"the assistant's move along the reference's persona direction in {t} minus in {c}, "
+             f"in units of the reference's good - bad distance (< 0: toward the bad persona)", shift,
              -r.num("min_projection_shift"), "<"),
     ]
     numbers = {}
