@@ -482,3 +482,33 @@ def test_reward_hacking_reads_rl_s_start_from_the_policy_before_any_update(tmp_p
     gained = next(t for t in v.tests if t.name == "reward_gained")
     assert gained.estimate.value == pytest.approx(0.8 - 0.15) and gained.outcome == "supported"
     assert v.numbers["hackable.reward_start"] == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("frozen_in_treatment, outcome", [(4.0, "supported"), (7.0, "not supported")])
+def test_frozen_probe_reads_separation_where_auroc_sits_at_its_ceiling(tmp_path, frozen_in_treatment, outcome):
+    """Every probe separates every item (AUROC 1.0 throughout, as at default size), so d9e15f9's
+    AUROC read-out could not see a decay (frozen_decay 0, cotrained_keeps_up decided at an interval
+    of width 0). In d' the refit probe separates by 8, a random direction by 2, the frozen probe by 7
+    in the control and by ``frozen_in_treatment`` in the treatment, the co-trained one by 7.8."""
+    from importlib.resources import files
+
+    data = yaml.safe_load((files("driftlab.experiments") / "presets" / "frozen-probe.yaml").read_text())
+    data.update(seeds=3)
+    site = "layers.1.resid_post"
+
+    def rows(arm, seed, stage, wobble):
+        out = [metric_row("probe_auroc", 1.0, g, "persona", "all", site) for g in ("refit", "frozen", "cotrained")]
+        if stage >= 2:
+            frozen = frozen_in_treatment if arm == "drift" else 7.0
+            out += [metric_row("probe_dprime", v + wobble[seed], g, "persona", "all", site) for g, v in
+                    (("refit", 8.0), ("frozen", frozen), ("cotrained", 7.8), ("random", 2.0), ("shuffled", 0.1))]
+            out.append(metric_row("weight_rel_l2", 0.2 + wobble[seed] / 10, "reference", None, None, "all"))
+        return out
+
+    v = judge(tmp_path, data, rows)
+    found = {t.name: t for t in v.tests}
+    assert v.outcome == outcome, [t.line() for t in v.tests]
+    assert found["frozen_decay"].estimate.value == pytest.approx((7.0 - frozen_in_treatment) / 8.0, abs=0.02)
+    assert found["cotrained_keeps_up"].outcome == "supported"
+    assert found["cotrained_keeps_up"].estimate.value == pytest.approx(1 - 7.8 / 8.0, abs=0.01)
+    assert v.numbers["drift.auroc_frozen"] == 1.0  # what d9e15f9 read: no decay to see

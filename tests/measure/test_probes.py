@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftlab.measure.internals import PersonaDirections
-from driftlab.measure.probes import LinearProbe, accuracy, auroc
+from driftlab.measure.probes import LinearProbe, accuracy, auroc, dprime
 
 
 def _blobs(n: int, d: int, shift: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,6 +30,16 @@ def test_auroc_is_the_pairwise_win_rate_with_ties_as_half(pairs):
         return
     wins = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p, q in itertools.product(pos, neg))
     assert auroc(scores, labels) == pytest.approx(wins / (len(pos) * len(neg)))
+
+
+def test_dprime_keeps_separating_where_auroc_sits_at_its_ceiling():
+    """Two score sets that both separate every item (AUROC 1.0) still differ in d': the separation
+    a frozen probe loses at the ceiling shows in d' and not in AUROC."""
+    y = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    near, far = torch.tensor([2.0, 3.0, 4.0, -2.0, -3.0, -4.0]), torch.tensor([8.0, 9.0, 10.0, -8.0, -9.0, -10.0])
+    assert auroc(near, y) == auroc(far, y) == 1.0
+    assert dprime(near, y) == pytest.approx(6.0) and dprime(far, y) == pytest.approx(18.0)  # (3 - -3) / 1
+    assert dprime(-near, y) == pytest.approx(-6.0) and math.isnan(dprime(near[:4], y[:4]))  # one negative
 
 
 def test_fit_reaches_the_optimum_and_generalises():

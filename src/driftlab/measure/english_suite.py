@@ -53,7 +53,14 @@ from driftlab.measure.capability import (
 from driftlab.measure.forward import BankReading, PromptBank, forward_batches, text_nll
 from driftlab.measure.internals import PersonaDirections
 from driftlab.measure.options import OptionItems, OptionScores, position_bias_bits, read_eval_pack
-from driftlab.measure.probes import LinearProbe, accuracy, auroc, sign_free_scores
+from driftlab.measure.probes import (
+    LinearProbe,
+    accuracy,
+    auroc,
+    dprime,
+    sign_free_dprime,
+    sign_free_scores,
+)
 from driftlab.measure.suite import Anchor, _random_directions, _shuffled
 from driftlab.measure.weights import output_kl_rows, snapshot, weight_rows
 from driftlab.models.hooks import capture
@@ -328,11 +335,13 @@ class EnglishSuite:
                     continue
                 if isinstance(probe, list):
                     a, acc = sign_free_scores(probe, x[mask], y[mask])
+                    sep = sign_free_dprime(probe, x[mask], y[mask])
                 else:
                     logits = probe.logits(x[mask])
-                    a, acc = auroc(logits, y[mask]), accuracy(logits, y[mask])
+                    a, acc, sep = auroc(logits, y[mask]), accuracy(logits, y[mask]), dprime(logits, y[mask])
                 rows.append(metric_row("probe_auroc", a, regime, "persona", split, site))
                 rows.append(metric_row("probe_acc", acc, regime, "persona", split, site))
+                rows.append(metric_row("probe_dprime", sep, regime, "persona", split, site))
             if isinstance(probe, LinearProbe) and regime in ("refit", "frozen"):
                 logits = probe.logits(acts[assistant, self.probe_layer])
                 rows.append(metric_row("probe_assistant_p_good", torch.sigmoid(logits).mean(), regime, "persona",

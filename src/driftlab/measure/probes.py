@@ -106,6 +106,23 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(((logits > 0) == labels.bool()).double().mean())
 
 
+def dprime(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Separation of positives from negatives in pooled standard deviations: (mean of the positives'
+    scores - the negatives') / sqrt((var_pos + var_neg) / 2). Unlike AUROC it has no ceiling: two
+    probes that both separate every item (AUROC 1.0) still differ in how far apart they put them."""
+    s = scores.double().flatten()
+    y = labels.bool().flatten()
+    if int(y.sum()) < 2 or int((~y).sum()) < 2:
+        return float("nan")
+    pooled = ((s[y].var() + s[~y].var()) / 2).sqrt()
+    return float((s[y].mean() - s[~y].mean()) / pooled.clamp_min(1e-12))
+
+
+def sign_free_dprime(probes: list[LinearProbe], x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean |d'| of untrained directions, each read with whichever sign separates better."""
+    return sum(abs(dprime(p.logits(x), y)) for p in probes) / len(probes)
+
+
 def sign_free_scores(probes: list[LinearProbe], x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Mean AUROC and accuracy of untrained directions, each read with whichever sign separates
     better: 0.5 when the concept is not linearly salient, high when any direction separates it."""

@@ -36,7 +36,14 @@ from driftlab.measure.capability import (
 )
 from driftlab.measure.forward import BankReading, PromptBank, text_nll
 from driftlab.measure.internals import PersonaDirections
-from driftlab.measure.probes import LinearProbe, accuracy, auroc, sign_free_scores
+from driftlab.measure.probes import (
+    LinearProbe,
+    accuracy,
+    auroc,
+    dprime,
+    sign_free_dprime,
+    sign_free_scores,
+)
 from driftlab.measure.weights import output_kl_rows, snapshot, weight_rows
 from driftlab.registry import Registry
 from driftlab.runs.metrics import metric_row
@@ -244,9 +251,10 @@ def persona(c: Checkpoint) -> list[dict]:
 
 @measurement("probes")
 def probes(c: Checkpoint) -> list[dict]:
-    """AUROC and accuracy of every probe regime on each concept's held-out items; for the persona,
-    also the probability each regime gives the assistant (no evidence) of the good persona, and its
-    mean log-odds (which does not saturate).
+    """AUROC, accuracy and d' (separation in pooled standard deviations: no ceiling where AUROC
+    sits at 1.0) of every probe regime on each concept's held-out items; for the persona, also the
+    probability each regime gives the assistant (no evidence) of the good persona, and its mean
+    log-odds (which does not saturate).
 
     Regimes: ``refit`` (fitted at this checkpoint), ``frozen`` (fitted at the reference, never
     updated), ``cotrained`` (started from the frozen one, one step per training step since),
@@ -268,11 +276,13 @@ def probes(c: Checkpoint) -> list[dict]:
             for split, mask in splits.items():
                 if isinstance(probe, list):  # untrained directions: how well one separates, either sign
                     a, acc = sign_free_scores(probe, x[mask], y[mask])
+                    sep = sign_free_dprime(probe, x[mask], y[mask])
                 else:
                     logits = probe.logits(x[mask])
-                    a, acc = auroc(logits, y[mask]), accuracy(logits, y[mask])
+                    a, acc, sep = auroc(logits, y[mask]), accuracy(logits, y[mask]), dprime(logits, y[mask])
                 rows.append(metric_row("probe_auroc", a, regime, name, split, site))
                 rows.append(metric_row("probe_acc", acc, regime, name, split, site))
+                rows.append(metric_row("probe_dprime", sep, regime, name, split, site))
     if "persona" in c.probes:
         _, acts = c.obs.reading.take("behaviour")
         assistant = torch.tensor([p.context == "assistant" for p in c.items.behaviour.prompts])

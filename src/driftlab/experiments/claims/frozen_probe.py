@@ -15,8 +15,9 @@ def _after_reference(m: Measured, arm: str) -> range:
     return range(ref + 1, m.n_stages(arm))
 
 
-def _probe(m: Measured, arm: str, seed: int, regime: str) -> float:
-    vals = m.over(arm, seed, _after_reference(m, arm), "probe_auroc", context=regime, domain="persona",
+def _probe(m: Measured, arm: str, seed: int, regime: str, metric: str = "probe_dprime") -> float:
+    """A probe regime's mean over the checkpoints after the reference."""
+    vals = m.over(arm, seed, _after_reference(m, arm), metric, context=regime, domain="persona",
                   site=m.probe_site())
     return float(np.mean(vals)) if vals else float("nan")
 
@@ -27,9 +28,9 @@ def _probe(m: Measured, arm: str, seed: int, regime: str) -> float:
        world_only="the co-trained probe, which is not trained on a pre-trained model yet",
        treatment=("arm", "the arm that keeps training after the probe is frozen (capability, narrow fine-tunes)"),
        control=("arm", "the arm that continues alignment instead"),
-       min_gap=("number", "AUROC of the frozen probe's lead over a random direction that the treatment must "
-                          "lose, beyond the control"),
-       max_lag=("number", "AUROC by which co-trained may trail a probe refit at every checkpoint"),
+       min_gap=("number", "share of the refit probe's separation (d') by which the frozen probe's lead over a "
+                          "random direction must be smaller in the treatment than in the control"),
+       max_lag=("number", "share of the refit probe's separation (d') the co-trained probe may lack"),
        min_weight_change=("number", "treatment check: relative L2 distance of the weights from the reference "
                                     "that the later stages must reach"),
        min_probe_auroc=("number", "control check: AUROC of the probe refit at the reference (it reads the persona)"))
@@ -42,23 +43,28 @@ def frozen_probe(m: Measured, r: Rule) -> Findings:
                                        site=m.probe_site())], [None])
     regimes = ("frozen", "cotrained", "refit", "shuffled", "random")
     x = m.grid(lambda s, _: [_probe(m, a, s, g) for a in (t, c) for g in regimes], [None])
-    # AUROC of the frozen probe above a random direction's on the same activations (the random
-    # direction reads a strongly linear persona too: 0.5 is not the floor after training)
-    decay = r.estimate(x, lambda q: (q[:, 5] - q[:, 9]) - (q[:, 0] - q[:, 4]))
-    lag = r.estimate(x, lambda q: q[:, 2] - q[:, 1])
+    # separation in d' (no ceiling: d9e15f9 read AUROC, which sat at 1.000 with an interval of width 0),
+    # as a share of what a probe refit at the same checkpoint separates (the best linear read-out there,
+    # large and stable: not a noisy denominator); the frozen probe's lead over a random direction on the
+    # same activations (a random direction reads a strongly linear persona too)
+    decay = r.estimate(x, lambda q: (q[:, 5] - q[:, 9]) / q[:, 7] - (q[:, 0] - q[:, 4]) / q[:, 2])
+    lag = r.estimate(x, lambda q: 1 - q[:, 1] / q[:, 2])
     tests = [
         Test("stages_move", f"relative weight distance from the reference at the end of {t}",
              r.estimate(moved, lambda q: q[:, 0]), r.num("min_weight_change"), ">", role="treatment"),
         Test("probe_reads", f"refit persona probe AUROC at the reference ({m.configs[t].stages[ref].name})",
              r.estimate(reads, lambda q: q[:, 0]), r.num("min_probe_auroc"), ">", role="control"),
-        Test("frozen_decay", f"frozen minus random-direction AUROC after the reference: in {c} minus in {t} (the "
-             f"frozen probe's lead over a random direction lost to the treatment)", decay, r.num("min_gap"), ">"),
-        Test("cotrained_keeps_up", f"refit minus co-trained AUROC after the reference in {t}", lag,
-             r.num("max_lag"), "<"),
+        Test("frozen_decay", f"the frozen probe's lead over a random direction after the reference, as a share of "
+             f"the refit probe's separation (d'): in {c} minus in {t}", decay, r.num("min_gap"), ">"),
+        Test("cotrained_keeps_up", f"share of the refit probe's separation (d') the co-trained probe lacks after "
+             f"the reference in {t}", lag, r.num("max_lag"), "<"),
     ]
     means = np.nanmean(x, axis=(0, 1))
-    numbers = {f"{a}.auroc_{g}": float(means[i * len(regimes) + j])
+    numbers = {f"{a}.dprime_{g}": float(means[i * len(regimes) + j])
                for i, a in enumerate((t, c)) for j, g in enumerate(regimes)}
+    for a in (t, c):
+        for g in regimes:
+            numbers[f"{a}.auroc_{g}"] = seed_mean(m, lambda s, a=a, g=g: _probe(m, a, s, g, "probe_auroc"))
     for a in (t, c):
         for g in ("frozen", "cotrained"):
             numbers[f"{a}.auroc_{g}_end"] = seed_mean(m, lambda s, a=a, g=g: m.end(
