@@ -444,6 +444,24 @@ def test_checkpoint_jitter_is_the_within_seed_tail_variance_over_the_between_see
     assert j["jitter_share"] == pytest.approx(0.01) and j["seeds"] == 3
 
 
+def test_every_frozen_preset_still_hashes_to_its_frozen_rule():
+    """A preset whose rule was frozen before its confirmatory seeds ran: editing its thresholds, design
+    or read-out code after that fails here, not silently in a later run's verdict."""
+    from importlib.resources import files
+
+    from driftlab.experiments.claims import registered, rule_hash
+    from driftlab.experiments.claims.verdict import readouts
+
+    frozen = 0
+    for path in sorted((files("driftlab.experiments") / "presets").iterdir()):
+        exp = load_experiment(str(path)) if path.name.endswith(".yaml") else None
+        if exp is None or exp.claim is None or exp.claim.frozen is None:
+            continue
+        frozen += 1
+        assert rule_hash(exp.claim, None, readouts(registered().get(exp.claim.id))) == exp.claim.frozen, path.name
+    assert frozen >= 2  # reversion and emergent
+
+
 def test_the_rule_hash_covers_the_read_out_code():
     """A frozen rule covers how the verdict is read out, not only its thresholds: the claim's module
     and the shared checks are hashed into it, so editing a statistic after freezing shows."""

@@ -65,7 +65,7 @@ def emergent(m: Measured, r: Rule) -> Findings:
         return m.end(arm, s, -1, "weight_update_l2", context="stage_start", domain=None, split=None, site="all")
 
     norms = m.grid(lambda s, _: [update(c, s), update(t, s)], [None])
-    ratio = r.estimate(norms, lambda q: q[:, 0] / q[:, 1])  # matched from both sides: two checks
+    ratio = r.estimate(norms, Ratio(lambda q: q[:, 0], lambda q: q[:, 1]))  # matched from both sides: two checks
     tests = [
         Test("flips_own_domain", f"bits at the end of {t} on the domains it trains ({', '.join(narrow)})",
              r.estimate(own, lambda q: q[:, 0]), r.num("max_narrow_bits"), "<", " bits", role="treatment"),
