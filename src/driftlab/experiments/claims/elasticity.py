@@ -28,6 +28,12 @@ def quarter_to_half(steps: list[int], values: list[float], start: float, gain: f
     return _crossing(steps, values, start - gain / 4) / half if half > 0 else float("nan")
 
 
+def _mean(values: list[float]) -> float:
+    """The mean over the seeds that have the value; NaN when none has (a read-out every seed censored)."""
+    kept = [v for v in values if not np.isnan(v)]
+    return float(np.mean(kept)) if kept else float("nan")
+
+
 INVERSES = ("inverse", "misaligned", "benign")  # the rule's arms, each an inverse stage read the same way
 
 
@@ -124,7 +130,7 @@ def elasticity(m: Measured, r: Rule) -> Findings:
              r.num("max_quarter_to_half"), "<"),
     ]
     keys = sorted({k for s in m.seeds for k in q[s]})
-    numbers = {k: float(np.nanmean([q[s][k] for s in m.seeds])) for k in keys}
+    numbers = {k: _mean([q[s][k] for s in m.seeds]) for k in keys}
     numbers["prior_gap_to_bayes"] = float(np.mean([q[s]["prior"] - q[s]["bayes_prior"] for s in m.seeds]))
     n = numbers
     notes = [f"prior {n['prior']:+.2f} bits (Bayes {n['bayes_prior']:+.2f}), aligned {n['aligned']:+.2f}: alignment "
