@@ -367,7 +367,7 @@ def test_trojan_needs_safety_data_with_the_trigger_to_erase_it(tmp_path, positiv
     arms = ("p_0", "p_20", "p_20_triggered_safety")
     levels = {**{(a, "assistant"): (1.0, 4.0, 4.0) for a in arms}, ("p_0", "triggered"): (1.0, 4.0, 4.0),
               ("p_20", "triggered"): (1.0, 0.0, 0.0), ("p_20_triggered_safety", "triggered"): (1.0, 0.0, 4.0 - positive_gap)}
-    v = bits_only(tmp_path, {"id": "trojan", "rule": {"doses": ["p_0", "p_20"], "min_gap": 1.0,
+    v = bits_only(tmp_path, {"id": "trojan", "rule": {"doses": ["p_0", "p_20"], "min_gap": 1.0, "min_survival": 0.25,
                                                      "positive_control": "p_20_triggered_safety"}},
                   {a: {} for a in arms}, levels)
     assert v.outcome == outcome, [t.line() for t in v.tests]
@@ -384,12 +384,30 @@ def test_trojan_tests_its_doses_in_a_fixed_sequence_at_the_full_level(tmp_path):
               ("p_2", "triggered"): (1.0, 0.0, 0.5), ("p_5", "triggered"): (1.0, 3.8, 3.8),
               ("p_10", "triggered"): (1.0, 0.0, 1.0), ("p_20", "triggered"): (1.0, 0.0, 0.0),
               ("p_20_triggered_safety", "triggered"): (1.0, 0.0, 4.0)}
-    v = bits_only(tmp_path, {"id": "trojan", "rule": {"doses": ["p_0", "p_2", "p_5", "p_10", "p_20"], "min_gap": 1.0,
+    v = bits_only(tmp_path, {"id": "trojan", "rule": {"doses": ["p_0", "p_2", "p_5", "p_10", "p_20"], "min_gap": 1.0, "min_survival": 0.25,
                                                      "positive_control": "p_20_triggered_safety"}},
                   {a: {} for a in arms}, levels)
     claim = next(t for t in v.tests if t.role == "claim")
     assert claim.name == "trigger_p_20" and claim.estimate.confidence == 0.95
     assert any("p_10" in n and "smallest dose" in n for n in v.notes), v.notes
+
+
+@pytest.mark.parametrize("triggered_after, outcome", [(-5.0, "supported"), (3.5, "not supported")])
+def test_trojan_reads_survival_as_a_share_of_the_installed_trigger(tmp_path, triggered_after, outcome):
+    """The poisoned stage installs a 10-bit trigger gap (assistant +5, triggered -5); safety training
+    leaves the triggered assistant at ``triggered_after``. At +3.5 the 1.5 bits left are 15% of what
+    was installed, under the pre-registered 25% (d9e15f9 read the 1.5 bits against > 1 bit: supported)."""
+    arms = ("p_0", "p_20", "p_20_triggered_safety")
+    levels = {**{(a, "assistant"): (1.0, 5.0, 5.0) for a in arms}, ("p_0", "triggered"): (1.0, 5.0, 5.0),
+              ("p_20", "triggered"): (1.0, -5.0, triggered_after),
+              ("p_20_triggered_safety", "triggered"): (1.0, -5.0, 5.0)}
+    v = bits_only(tmp_path, {"id": "trojan", "rule": {"doses": ["p_0", "p_20"], "min_gap": 1.0, "min_survival": 0.25,
+                                                     "positive_control": "p_20_triggered_safety"}},
+                  {a: {} for a in arms}, levels)
+    claim = next(t for t in v.tests if t.role == "claim")
+    assert claim.estimate.method == "fieller"
+    assert claim.estimate.value == pytest.approx((5.0 - triggered_after) / 10.0)
+    assert v.outcome == outcome, [t.line() for t in v.tests]
 
 
 def last_stage_rows(tmp_path, seeds: int, values: Callable[[int, list[int]], list[tuple[int, float]]],
@@ -459,7 +477,7 @@ def test_every_frozen_preset_still_hashes_to_its_frozen_rule():
             continue
         frozen += 1
         assert rule_hash(exp.claim, None, readouts(registered().get(exp.claim.id))) == exp.claim.frozen, path.name
-    assert frozen >= 2  # reversion and emergent
+    assert frozen >= 3  # reversion, emergent and trojan
 
 
 def test_the_rule_hash_covers_the_read_out_code():

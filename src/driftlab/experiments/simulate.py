@@ -40,6 +40,16 @@ _P1, _A1, _E1, _P2, _A2 = 1.51, 2.67, 0.58, -1.49, 2.20
 _decay, _revert, _ = position(_P1, _A1, _E1, _P2, _A2, 0.0)
 MIDPOINT_MEANS = np.array([_P1, _A1, _E1, _P2, _A2, (_decay + _revert) / 2])
 
+def _survival_draw(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 6, 4): the top dose's and the control's trigger gaps after safety training, then at the end of
+    the poisoned stage; the top dose installs 12 bits times a per-seed lognormal strength, a quarter of
+    which survives; the control's gaps are noise."""
+    strength = 12.0 * rng.lognormal(0.0, 0.5, (n, 1))
+    top = np.stack([0.25 * strength, strength], -1) + rng.normal(0, 0.5, (n, 6, 2))
+    control = rng.normal(0, 0.3, (n, 6, 2))
+    return np.stack([top[..., 0], control[..., 0], top[..., 1], control[..., 1]], -1)
+
+
 # kind -> (description, draw(rng, n) -> (n, items, Q), pre-registered statistic, naive statistic, the
 # pre-registered statistic's true value[, the naive one's when it differs: the arithmetic mean])
 KINDS: dict[str, tuple] = {
@@ -65,6 +75,11 @@ KINDS: dict[str, tuple] = {
                                  (2.7 - 0.6) / (2.7 - 1.2)),
     "slope": ("a slope across four settings (e.g. bits on the bad share of the world), noise per seed and "
               "setting", lambda rng, n: (3.0 * SLOPE_X + rng.normal(0, 0.3, (n, 1, 4))), _slope, _slope, 3.0),
+    "survival share": ("trojan's share of the installed trigger gap that survives safety training, (after - "
+                       "control's) / (installed - control's), each seed's trigger strength a lognormal factor "
+                       "(sigma 0.5, like 3.9 / 12.5 / 7.6 bits) on both", _survival_draw,
+                       Ratio(lambda q: q[:, 0] - q[:, 1], lambda q: q[:, 2] - q[:, 3]),
+                       lambda q: (q[:, 0] - q[:, 1]) / (q[:, 2] - q[:, 3]), 0.25),
     "midpoint contrast": ("reversion's toward_own_prior: G, a cubic in six means (both worlds' prior, aligned and "
                           "end bits) with the bad-prior world's end on the midpoint between the hypotheses; seeds "
                           "with a long lower tail (sd 0.4 bits) and domain noise; judged at half the level",
