@@ -641,9 +641,13 @@ class ClaimSpec(Strict):
     max_failed_share: float = Field(0.1, ge=0.0, lt=1.0, description="with exclude: more seeds than this share failing "
                                                                      "a treatment check holds the verdict (a fragile "
                                                                      "treatment)")
+    fresh_from: int = Field(1000, ge=0, description="the first seed not looked at while the rule was shaped or "
+                                                    "tuned: a confirmatory verdict uses only seeds from here on "
+                                                    "(every preset was shaped on seeds 0-2; one re-tuned on 1000-1002 "
+                                                    "confirms from 2000)")
     frozen: str | None = Field(None, description="the rule's hash, fixed before any confirmatory seed ran: a verdict "
                                                  "is confirmatory only when its rule hashes to it and every seed is "
-                                                 ">= 1000 (`driftlab run` prints the hash)")
+                                                 ">= fresh_from (`driftlab run` prints the hash)")
 
 
 class SelfProbeSpec(Strict):

@@ -103,7 +103,7 @@ def test_a_verdict_is_judged_at_its_look_and_says_whether_it_is_confirmatory(tmp
     """Looks at 3, 6 and 10 seeds (O'Brien-Fleming): an effect the fixed-sample test decides at 3
     seeds is held at look 1 (level 4e-5) and decided at look 2. Confirmatory needs the frozen rule's
     hash and seeds >= 1000; 4 seeds is not a look."""
-    for sub in ("3", "fixed", "6", "moved", "4"):
+    for sub in ("3", "fixed", "6", "moved", "4", "longer", "legacy", "retuned", "retuned-again", "fresh"):
         (tmp_path / sub).mkdir()
 
     def data(seeds: int, first: int = 0, frozen: str | None = None) -> dict:
@@ -130,7 +130,29 @@ def test_a_verdict_is_judged_at_its_look_and_says_whether_it_is_confirmatory(tmp
     moved = data(6, 1000, frozen=at3.rule_hash)
     moved["claim"]["rule"]["min_drift"] = 0.2  # a threshold moved after freezing
     changed = reversion(tmp_path / "moved", 1.5, 5.0, data=moved, spread=0.3)
-    assert not changed.confirmatory and any("changed after it was frozen" in w for w in changed.why_exploratory)
+    assert not changed.confirmatory and any("differs from the one frozen" in w for w in changed.why_exploratory)
+    longer = data(6, 1000, frozen=at3.rule_hash)
+    longer["stages"][-1]["steps"] += 1  # the treatment re-tuned after freezing: a changed procedure
+    assert not reversion(tmp_path / "longer", 1.5, 5.0, data=longer, spread=0.3).confirmatory
+    # a rule frozen before the hash covered the procedure (claim and read-outs only) keeps its seeds
+    from driftlab.config import ClaimSpec
+    from driftlab.experiments.claims import registered, rule_hash
+    from driftlab.experiments.claims.verdict import readouts
+    spec = ClaimSpec.model_validate(data(6)["claim"])
+    old = rule_hash(spec, None, readouts(registered().get("reversion")))
+    legacy = reversion(tmp_path / "legacy", 1.5, 5.0, data=data(6, 1000, frozen=old), spread=0.3)
+    assert legacy.confirmatory and legacy.rule_hash == old != at3.rule_hash
+    assert any("before the frozen hash covered" in n for n in legacy.notes)
+    # a rule re-tuned on seeds 1000-1002 confirms only from where its claim says seeds are fresh
+    retuned = data(6, 1000)
+    retuned["claim"]["fresh_from"] = 2000
+    spec = ClaimSpec.model_validate(retuned["claim"])
+    assert rule_hash(spec) != rule_hash(ClaimSpec.model_validate(data(6)["claim"]))
+    retuned["claim"]["frozen"] = reversion(tmp_path / "retuned", 1.5, 5.0, data=retuned, spread=0.3).rule_hash
+    again = reversion(tmp_path / "retuned-again", 1.5, 5.0, data=retuned, spread=0.3)
+    assert not again.confirmatory and any("below 2000" in w for w in again.why_exploratory)
+    retuned["seed"] = 2000
+    assert reversion(tmp_path / "fresh", 1.5, 5.0, data=retuned, spread=0.3).confirmatory
     off = reversion(tmp_path / "4", 1.5, 5.0, data=data(4, 1000, frozen=at3.rule_hash), spread=0.3)
     assert off.look["stop"] == "off design" and not off.confirmatory
 
@@ -468,7 +490,7 @@ def test_every_frozen_preset_still_hashes_to_its_frozen_rule():
     from importlib.resources import files
 
     from driftlab.experiments.claims import registered, rule_hash
-    from driftlab.experiments.claims.verdict import readouts
+    from driftlab.experiments.claims.verdict import procedure, readouts
 
     frozen = 0
     for path in sorted((files("driftlab.experiments") / "presets").iterdir()):
@@ -476,8 +498,27 @@ def test_every_frozen_preset_still_hashes_to_its_frozen_rule():
         if exp is None or exp.claim is None or exp.claim.frozen is None:
             continue
         frozen += 1
-        assert rule_hash(exp.claim, None, readouts(registered().get(exp.claim.id))) == exp.claim.frozen, path.name
+        digest = rule_hash(exp.claim, None, readouts(registered().get(exp.claim.id)), procedure(exp))
+        assert digest == exp.claim.frozen, path.name
     assert frozen >= 3  # reversion, emergent and trojan
+
+
+def test_the_rule_hash_covers_the_procedure_not_where_or_which_seed_it_runs():
+    """A treatment re-tuned after its seeds were seen (on 0da4d82 the hash held only the claim block
+    and the read-out code, so more steps kept the frozen hash), a --quick run and a --set run are
+    each another rule; the first seed, the threads and the device are not."""
+    from driftlab.experiments.claims import registered, rule_hash
+    from driftlab.experiments.claims.verdict import procedure, readouts
+
+    def digest(exp):
+        return rule_hash(exp.claim, None, readouts(registered().get(exp.claim.id)), procedure(exp))
+
+    base = digest(load_experiment("reversion"))
+    assert digest(load_experiment("reversion", seed=2000, seeds=6)) == base
+    assert digest(load_experiment("reversion", sets=["threads=1", "device=cpu"])) == base
+    assert digest(load_experiment("reversion", sets=["stages.2.steps=1600"])) != base
+    assert digest(load_experiment("reversion", sets=["world.epsilon=0.05"])) != base
+    assert digest(load_experiment("reversion", quick=True)) != base
 
 
 def test_the_rule_hash_covers_the_read_out_code():

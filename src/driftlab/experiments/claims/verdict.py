@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from driftlab.config import ClaimSpec
+from driftlab.config import RUN_ONLY_KEYS, ClaimSpec, config_hash
 from driftlab.experiments.claims import checks
 from driftlab.experiments.claims.measured import Measured
 from driftlab.experiments.claims.registry import CLAIMS, Claim, Rule, register
@@ -103,7 +103,12 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
     first = next(iter(exp.arms.values()))
     plugins = [{"path": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in first.plugins
                if Path(p).is_file()]
-    digest = rule_hash(spec, plugins, readouts(c))
+    digest = rule_hash(spec, plugins, readouts(c), procedure(exp))
+    if spec.frozen is not None and spec.frozen == rule_hash(spec, plugins, readouts(c)):
+        # frozen before the hash covered the procedure (the runs of 2026-12-07 before the re-freeze)
+        digest = spec.frozen
+        found.notes.append(f"the rule was frozen as {digest}: a hash of the claim and its read-out code, from "
+                           f"before the frozen hash covered each arm's procedure too")
     why = exploratory_reasons(spec, digest, run, look)
     if found.outcome is not None:
         why.append("the claim combines its own tests at the fixed-sample level, outside the design's looks")
@@ -134,15 +139,41 @@ def readouts(c: Claim) -> list[str]:
     return sorted(hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file())
 
 
-def rule_hash(spec: ClaimSpec, plugins: list[dict[str, str]] | None = None, code: list[str] | None = None) -> str:
+# what a run's procedure does not include: which seed, where and how fast it runs, where files lie
+# (a data file counts by its content, from ``inputs``; a plugin's content is hashed on its own)
+NOT_PROCEDURE = RUN_ONLY_KEYS | {"seed", "threads", "device", "compile", "plugins", "inputs"}
+
+
+def procedure(exp: Experiment) -> dict[str, str]:
+    """Arm -> the hash of the procedure its seeds follow: world, model, stages, measurement and
+    precision, with every data file by its SHA-256 in place of its path. Part of the frozen rule, so
+    a treatment re-tuned after its seeds were seen (more steps, another lr) is a changed rule, and a
+    ``--quick`` or ``--set`` run is not the frozen experiment."""
+    def by_content(node: Any, files: dict[str, str]) -> Any:
+        if isinstance(node, dict):
+            return {k: by_content(v, files) for k, v in node.items()}
+        if isinstance(node, list):
+            return [by_content(v, files) for v in node]
+        return f"sha256:{files[node]}" if isinstance(node, str) and node in files else node
+
+    return {arm: config_hash(by_content(cfg.model_dump(mode="json", exclude=NOT_PROCEDURE), cfg.inputs))
+            for arm, cfg in exp.arms.items()}
+
+
+def rule_hash(spec: ClaimSpec, plugins: list[dict[str, str]] | None = None, code: list[str] | None = None,
+              steps: dict[str, str] | None = None) -> str:
     """The hash of everything that decides a verdict: the claim, its thresholds and arms, the
-    confidence, the design (``frozen`` itself excluded), the content of any plugin file and the
-    read-out code (``readouts``)."""
-    frozen = spec.model_dump(mode="json", exclude={"frozen"})
+    confidence, the design (``frozen`` itself excluded), the content of any plugin file, the
+    read-out code (``readouts``) and each arm's procedure (``procedure``: ``steps``)."""
+    # fresh_from enters only where it was set: hashes frozen before the key existed stay what they were
+    frozen = spec.model_dump(mode="json", exclude={"frozen"} | ({"fresh_from"} if spec.fresh_from == FRESH_SEEDS
+                                                                 else set()))
     if plugins:
         frozen["plugins"] = sorted(p["sha256"] for p in plugins)
     if code:
         frozen["readouts"] = code
+    if steps:
+        frozen["procedure"] = steps
     return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -153,10 +184,12 @@ def exploratory_reasons(spec: ClaimSpec, digest: str, seeds: list[int], look: Lo
     if spec.frozen is None:
         why.append(f"the rule is not frozen (claim.frozen: {digest} would freeze it, before new seeds run)")
     elif spec.frozen != digest:
-        why.append(f"the rule hashes to {digest}, not to the frozen {spec.frozen}: it changed after it was frozen")
-    if min(seeds, default=0) < FRESH_SEEDS:
-        why.append(f"seeds below {FRESH_SEEDS} ({min(seeds, default=0)}-{max(seeds, default=0)}) were looked at "
-                   f"while the presets were shaped")
+        why.append(f"the rule hashes to {digest}, not to the frozen {spec.frozen}: its claim, read-out code or "
+                   f"procedure (world, model, stages, measurement: a --quick or --set run is another) differs "
+                   f"from the one frozen")
+    if min(seeds, default=0) < spec.fresh_from:
+        why.append(f"seeds below {spec.fresh_from} ({min(seeds, default=0)}-{max(seeds, default=0)}) were looked at "
+                   f"while the rule was shaped or tuned (claim.fresh_from)")
     if look.look is None:
         why.append(f"{look.seeds} seed(s) is not a planned look of the design")
     return why
