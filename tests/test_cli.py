@@ -147,3 +147,20 @@ def test_unknown_objective_names_the_key(tiny_config, tmp_path):
     result = run_cli("run", str(tiny_config), "--set", "stages.0.objective=nonsense", "--out", str(tmp_path / "r"))
     assert_one_line_error(result, "stages.0.objective", "unknown objective 'nonsense'")
     assert json.loads((tmp_path / "r" / "status.json").read_text())["state"] == "failed"
+
+
+def test_freeze_prints_the_hash_a_confirmatory_run_must_match(tmp_path):
+    """`driftlab freeze` gives the rule's hash before any seed runs (on 0da4d82 only a finished run's
+    verdict named it, and a --quick run's would now be another procedure's); a --set run is another
+    rule; an experiment without a claim is a one-line error."""
+    from driftlab.experiments.spec import load_experiment
+
+    frozen = load_experiment("reversion").claim.frozen
+    same = run_cli("freeze", "reversion")
+    assert same.returncode == 0 and f"rule {frozen}" in same.stdout and "it matches" in same.stdout, same.stdout
+    assert "start at 2000" in same.stdout
+    moved = run_cli("freeze", "reversion", "--set", "stages.2.steps=1300")
+    assert moved.returncode == 0 and f"frozen as {frozen}" in moved.stdout, moved.stdout
+    new = moved.stdout.split("frozen: ")[-1].strip()
+    assert len(new) == 16 and new != frozen
+    assert_one_line_error(run_cli("freeze", str(write(tmp_path, tiny_dict()))), "no claim to freeze")

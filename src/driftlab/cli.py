@@ -539,6 +539,36 @@ def claims() -> None:
 
 @app.command()
 @friendly
+def freeze(
+    source: Annotated[str | None, typer.Argument(help="preset name or config YAML (default: reversion)")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """The hash that freezes an experiment's rule before its confirmatory seeds run: its claim,
+    thresholds, design, read-out code, plugins and each arm's procedure (world, model, stages,
+    measurement). Put it in the file as claim.frozen; a verdict is confirmatory only when its rule
+    still hashes to it and its seeds start at claim.fresh_from."""
+    from driftlab.errors import ConfigError
+    from driftlab.experiments.claims.verdict import experiment_hash
+    from driftlab.experiments.spec import load_experiment
+
+    exp = load_experiment(source, sets=set_ or [])
+    if exp.claim is None:
+        raise ConfigError(f"{source or 'reversion'}: no claim to freeze (the experiment has no claim: block)")
+    digest, legacy = experiment_hash(exp)
+    frozen = exp.claim.frozen
+    state = ("not frozen yet" if frozen is None else
+             "frozen, and it matches (a hash of the claim and read-out code, from before the hash covered the "
+             "procedure)" if legacy else "frozen, and it matches" if frozen == digest else
+             f"frozen as {frozen}: the rule or the procedure changed since (re-freeze, labelled, and confirm on "
+             f"seeds not yet looked at)")
+    console.print(f"{exp.name}: rule {digest} — {state}; confirmatory seeds start at {exp.claim.fresh_from}",
+                  highlight=False, soft_wrap=True)
+    if frozen != digest:
+        console.print(f"  claim:\n    frozen: {digest}", highlight=False)
+
+
+@app.command()
+@friendly
 def report(
     run_dir: Annotated[Path, typer.Argument(help="an experiment (or run) directory")],
     out: Annotated[Path | None, typer.Option(help="HTML file (default: RUN_DIR/report.html)")] = None,

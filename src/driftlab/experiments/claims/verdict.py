@@ -100,13 +100,9 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
                            + (f"the verdict is held (failed_seeds: {spec.failed_seeds}, at most "
                               f"{spec.max_failed_share:.0%} may fail)" if held else
                               "left out of every test (failed_seeds: exclude)"))
-    first = next(iter(exp.arms.values()))
-    plugins = [{"path": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in first.plugins
-               if Path(p).is_file()]
-    digest = rule_hash(spec, plugins, readouts(c), procedure(exp))
-    if spec.frozen is not None and spec.frozen == rule_hash(spec, plugins, readouts(c)):
-        # frozen before the hash covered the procedure (the runs of 2026-12-07 before the re-freeze)
-        digest = spec.frozen
+    plugins = plugin_files(exp)
+    digest, legacy = experiment_hash(exp, plugins)
+    if legacy:
         found.notes.append(f"the rule was frozen as {digest}: a hash of the claim and its read-out code, from "
                            f"before the frozen hash covered each arm's procedure too")
     why = exploratory_reasons(spec, digest, run, look)
@@ -118,6 +114,26 @@ def evaluate(exp: Experiment, metrics_path: str | Path) -> Verdict:
                    list(exp.arms), dict(spec.rule), spec.confidence, design=design.record(), look=look.record(),
                    rule_hash=digest, confirmatory=not why, why_exploratory=why, looks=looks, plugins=plugins,
                    failed_seeds={str(k): v for k, v in failed.items()})
+
+
+def plugin_files(exp: Experiment) -> list[dict[str, str]]:
+    """The experiment's plugin files with their SHA-256 (part of the rule)."""
+    first = next(iter(exp.arms.values()))
+    return [{"path": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in first.plugins
+            if Path(p).is_file()]
+
+
+def experiment_hash(exp: Experiment, plugins: list[dict[str, str]] | None = None) -> tuple[str, bool]:
+    """(the rule's hash, whether it is a legacy one): the hash a verdict of this experiment carries
+    (``rule_hash`` over its claim, plugins, read-out code and each arm's procedure), or the
+    experiment's frozen hash where that was frozen before the hash covered the procedure and still
+    matches the claim and its read-out code (the runs of 2026-12-07 before the re-freeze)."""
+    assert exp.claim is not None
+    spec, code = exp.claim, readouts(registered().get(exp.claim.id))
+    plugins = plugin_files(exp) if plugins is None else plugins
+    if spec.frozen is not None and spec.frozen == rule_hash(spec, plugins, code):
+        return spec.frozen, True
+    return rule_hash(spec, plugins, code, procedure(exp)), False
 
 
 def failed_seeds(tests: list[Test], seeds: list[int]) -> dict[int, list[str]]:
@@ -182,7 +198,8 @@ def exploratory_reasons(spec: ClaimSpec, digest: str, seeds: list[int], look: Lo
     seeds that shaped the presets, a seed count that is not a planned look."""
     why = []
     if spec.frozen is None:
-        why.append(f"the rule is not frozen (claim.frozen: {digest} would freeze it, before new seeds run)")
+        why.append(f"the rule is not frozen (claim.frozen: {digest} would freeze this run's rule; `driftlab freeze` "
+                   f"prints it before any seed runs)")
     elif spec.frozen != digest:
         why.append(f"the rule hashes to {digest}, not to the frozen {spec.frozen}: its claim, read-out code or "
                    f"procedure (world, model, stages, measurement: a --quick or --set run is another) differs "
