@@ -647,7 +647,7 @@ class ClaimSpec(Strict):
                                                     "confirms from 2000)")
     frozen: str | None = Field(None, description="the rule's hash, fixed before any confirmatory seed ran: a verdict "
                                                  "is confirmatory only when its rule hashes to it and every seed is "
-                                                 ">= fresh_from (`driftlab run` prints the hash)")
+                                                 ">= fresh_from (`driftlab freeze` prints the hash)")
 
 
 class SelfProbeSpec(Strict):
