@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -77,3 +79,48 @@ def test_a_poisoned_part_of_a_mixture_sets_the_measured_trigger_and_minus_one_is
     assert validate_config(d, "t.yaml").eval_trigger() == "today is 2 0 2 7 ."
     with pytest.raises(ConfigError, match=r"x: stages.-4.lr: no list item '-4' \(length 3\)"):
         set_path(d, "stages.-4.lr", 1.0, "x")
+
+
+# Validation is pure: run in a fresh interpreter (an audit hook cannot be removed), everything it
+# imports imported first, then every file the validation opens or changes is recorded.
+AUDIT = r"""
+import json, sys
+from pathlib import Path
+import driftlab.config, driftlab.config.load, driftlab.world.domains, driftlab.tensors, driftlab.models.hf
+from driftlab.config import load_config
+events = []
+WRITES = ("os.mkdir", "os.rename", "os.remove", "os.replace", "os.symlink", "os.truncate", "shutil.copyfile",
+          "shutil.rmtree", "os.chmod", "os.utime")
+def hook(event, args):
+    if event == "open":
+        events.append(["open", str(args[0]), str(args[1])])
+    elif event in WRITES or event.startswith("subprocess") or event == "os.system":
+        events.append([event, str(args[0]) if args else ""])
+sys.addaudithook(hook)
+cfg = load_config(sys.argv[1], sys.argv[2:])
+print(json.dumps({"events": events, "kind": cfg.model.kind, "path": getattr(cfg.model, "path", ""),
+                  "precision": cfg.precision, "inputs": cfg.inputs}))
+"""
+
+
+def test_validating_a_smollm2_config_writes_nothing_and_opens_no_model_or_data_file(tmp_path):
+    """``load_config`` of a real-model experiment (precision auto, a JSONL stage) reads its YAML and
+    nothing else: no GGUF conversion, no model folder, no CPU probe, no data file hashed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text('{"prompt": "hello", "completion": "hi"}\n')
+    sets = ["model=smollm2", "precision=auto", f"stages.1.data={{source: jsonl, path: {data}}}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", AUDIT, "emergent", *sets], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["kind"] == "hf" and out["path"] == "smollm2" and out["precision"] == "auto" and out["inputs"] == {}
+    opened = [e for e in out["events"] if not (e[0] == "open" and e[1].endswith((".py", ".pyc")))]
+    preset = str(Path(__file__).parents[1] / "src" / "driftlab" / "experiments" / "presets" / "emergent.yaml")
+    assert [e[1] for e in opened] == [preset], opened  # the YAML, read; nothing else opened or written
+    assert "w" not in opened[0][2] and not (tmp_path / "cache").exists()

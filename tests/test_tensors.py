@@ -51,15 +51,16 @@ def test_devices_resolve_once_and_a_missing_one_names_its_key():
 
 
 def test_precision_auto_is_bf16_only_where_the_device_has_it_and_the_run_records_which(monkeypatch):
-    from driftlab.config import validate_config
+    from driftlab.config import resolve, validate_config
     from driftlab.tensors import native_bf16
     from tests.conftest import tiny_dict
 
     for native, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr("driftlab.tensors.native_bf16", lambda device, native=native: native)
         cfg = validate_config({**tiny_dict(), "precision": "auto"}, "tiny")
-        assert cfg.precision == expected  # resolved once, recorded: a resume elsewhere keeps it
+        assert cfg.precision == "auto"  # validation probes nothing
+        assert resolve(cfg).precision == expected  # resolved once, recorded: a resume elsewhere keeps it
     monkeypatch.undo()
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     assert native_bf16(torch.device("cpu")) == ("avx512_bf16" in flags or "amx_bf16" in flags)
-    assert validate_config({**tiny_dict(), "precision": "bf16"}, "tiny").precision == "bf16"  # as asked
+    assert resolve(validate_config({**tiny_dict(), "precision": "bf16"}, "tiny")).precision == "bf16"  # as asked

@@ -26,7 +26,7 @@ from typing import Protocol
 import torch
 
 from driftlab.codec import ChatCodec
-from driftlab.config import ExperimentConfig, HFModelConfig, dump_config, load_config
+from driftlab.config import ExperimentConfig, HFModelConfig, dump_config, load_config, resolve
 from driftlab.errors import CheckpointError, ConfigError, StorageError
 from driftlab.experiments.stage_data import StageData, build_stage_data
 from driftlab.measure.english_suite import EnglishSuite
@@ -97,6 +97,8 @@ class Position:
 
 
 def new_run(cfg: ExperimentConfig, out: str | Path | None = None, base: str | Path = "runs") -> RunDir:
+    """A new run directory for ``cfg``, resolved (``driftlab.config.resolve``) and recorded."""
+    cfg = resolve(cfg, cfg.name)
     run = RunDir.create(base, cfg.name, out)
     run.write_config(dump_config(cfg))
     run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
@@ -109,7 +111,7 @@ def load_run_config(run: RunDir) -> ExperimentConfig:
 
     cfg = load_config(str(run.config_path))
     load_plugins(cfg.plugins)  # the run's own measurements, recorded with it
-    return cfg
+    return resolve(cfg, str(run.config_path))  # what it recorded: its data files must still match
 
 
 def default_threads() -> int:
@@ -131,6 +133,7 @@ def execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter | None = None
     ``stop_after`` k < the number of stages, only the first k stages: the run is left ``stopped``
     at that boundary, and continues from there exactly as a run killed there would."""
     reporter = reporter or SilentReporter()
+    cfg = resolve(cfg, str(run.config_path))  # a no-op for what new_run or an experiment resolved
     torch.set_num_threads(cfg.threads or default_threads())
     stop = len(cfg.stages) if stop_after is None else stop_after
     if not 0 < stop <= len(cfg.stages):
@@ -204,7 +207,7 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
         state.pos = state.pos.next_stage()
     # wall-clock facts stay out of metrics.parquet, which must be deterministic
     write_json(run.root / "timings.json", {**state.timings, "wall_s": time.perf_counter() - started,
-                                           "stages": state.stages})
+                                           "device": str(device), "stages": state.stages})
 
 
 def _check_inputs(cfg: ExperimentConfig, tokenizer: WorldTokenizer | ChatCodec, start: int) -> None:

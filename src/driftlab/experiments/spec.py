@@ -49,6 +49,7 @@ from driftlab.config import (
     build_config,
     load_config,
     read_yaml,
+    resolve,
     resolve_source,
     run_record,
     set_item,
@@ -173,8 +174,15 @@ def load_experiment(source: str | None = None, sets: list[SetItem] | None = None
     _check_claim(first.claim, list(arms), str(path), first.self_probe)
     _check_self_probe(first.self_probe, arms, str(path))
     _check_extra(arms, str(path))
+    arms = resolve_arms(arms, str(path))
     return Experiment(first.name, first.description, first.claim,
                       [first.seed + i for i in range(first.seeds)], arms, first.self_probe)
+
+
+def resolve_arms(arms: dict[str, ExperimentConfig], origin: str) -> dict[str, ExperimentConfig]:
+    """Every arm resolved (``driftlab.config.resolve``: data files pinned, precision, the model
+    located), the step after validation that an experiment takes once before anything runs."""
+    return {arm: resolve(cfg, origin) for arm, cfg in arms.items()}
 
 
 def _check_extra(arms: dict[str, ExperimentConfig], origin: str) -> None:
@@ -237,7 +245,7 @@ def _load_scenarios(path: Path, raw: dict[str, Any], sets: list[SetItem], quick:
     scenarios = list(top.scenarios)
     _check_claim(first.claim, list(top.arms), str(path), None, scenarios)
     return Experiment(first.name, first.description, first.claim,
-                      [first.seed + i for i in range(first.seeds)], arms, None, scenarios)
+                      [first.seed + i for i in range(first.seeds)], resolve_arms(arms, str(path)), None, scenarios)
 
 
 def base_arms(arms: list[str], scenarios: list[str] | None, origin: str) -> list[str]:
@@ -385,7 +393,7 @@ def _load_resolved(path: Path, raw: dict[str, Any], sets: list[SetItem], quick: 
         raise ConfigError(f"{path}: quick.seeds: expected a positive integer (got {count!r})")
     first = seed if seed is not None else top.seeds[0]
     seed_list = [first + i for i in range(count)] if (seed is not None or count != len(top.seeds)) else top.seeds
-    arms = {a: cfg.model_copy(update={"seed": seed_list[0]}) for a, cfg in arms.items()}
+    arms = resolve_arms({a: cfg.model_copy(update={"seed": seed_list[0]}) for a, cfg in arms.items()}, str(path))
     return Experiment(top.name, top.description, top.claim, seed_list, arms, top.self_probe, top.scenarios)
 
 

@@ -198,7 +198,8 @@ def write_timings(root: Path, exp: Experiment, extra: dict) -> None:
     for arm, seed, _ in exp.runs():
         path = run_dir(root, arm, seed).root / "timings.json"
         t = read_json(path, DataError, "unreadable") if path.exists() else {}
-        runs.append({"arm": arm, "seed": seed, "wall_s": t.get("wall_s", 0.0), "stages": t.get("stages", [])})
+        runs.append({"arm": arm, "seed": seed, "wall_s": t.get("wall_s", 0.0), "device": t.get("device"),
+                     "stages": t.get("stages", [])})
     write_json(root / "timings.json", {"runs": runs, **extra})
 
 

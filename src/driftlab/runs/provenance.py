@@ -47,7 +47,7 @@ def provenance() -> dict[str, str | int]:
 
 
 # the sources that decide a checkpoint's bytes and its metric rows (not verdicts, reports, the CLI)
-TRAINING_CODE = ("config.py", "registry.py", "tensors.py", "world", "models", "train", "measure", "runs",
+TRAINING_CODE = ("config", "registry.py", "tensors.py", "world", "models", "train", "measure", "runs",
                  "experiments/runner.py", "experiments/stage_data.py")
 
 
