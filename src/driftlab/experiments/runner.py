@@ -158,7 +158,9 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
     run.set_status("running", name=cfg.name, seed=cfg.seed, config_hash=cfg.hash())
     _check_objectives(run, cfg)
     device = resolve_device(cfg.device, f"{run.config_path}: device")
+    t0 = time.perf_counter()
     model, tokenizer, suite = build_model(run, cfg, device)
+    setup_s = time.perf_counter() - t0  # the model, its tokenizer, and the measurement items
     pos, opt_path = _resume_position(run, cfg, model)
     _check_inputs(cfg, tokenizer, pos.stage_index)
     state = _Checkpointer(run, cfg, model, suite, reporter, pos)
@@ -178,7 +180,9 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             state.stage_timing(index, stage.name, 0, time.perf_counter() - t0, before)
             state.pos = state.pos.next_stage()
             continue
+        t1 = time.perf_counter()
         data = build_stage_data(cfg, index, tokenizer)
+        state.timings["data_s"] += time.perf_counter() - t1
         if state.pos.checkpoint is None:
             state.optimizer = make_optimizer(model, stage)  # saved empty with the initial model
             state.save(CheckpointEvent(0, 0, float("nan"), 0.0))  # the initial model
@@ -206,7 +210,8 @@ def _execute(run: RunDir, cfg: ExperimentConfig, reporter: Reporter,
             on_stage_end(index)
         state.pos = state.pos.next_stage()
     # wall-clock facts stay out of metrics.parquet, which must be deterministic
-    write_json(run.root / "timings.json", {**state.timings, "wall_s": time.perf_counter() - started,
+    write_json(run.root / "timings.json", {**state.timings, "setup_s": setup_s,
+                                           "wall_s": time.perf_counter() - started,
                                            "device": str(device), "stages": state.stages})
 
 
@@ -280,7 +285,7 @@ class _Checkpointer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.rl: RLPrompts | None = None
         self.rl_start: dict[str, float] | None = None  # the rl stage's policy before any update
-        self.timings = {"measure_s": 0.0, "cotrain_s": 0.0, "checkpoints": 0}
+        self.timings = {"measure_s": 0.0, "cotrain_s": 0.0, "save_s": 0.0, "data_s": 0.0, "checkpoints": 0}
         self.stages: list[dict] = []  # per stage trained in this process: where its time went
         self.reference = cfg.reference_index()
         self.store = MetricsStore(run.metrics_path)
@@ -289,12 +294,13 @@ class _Checkpointer:
             self.store.check(resume_record(run.resume_path, "metrics"), run.resume_path)
 
     def stage_timing(self, index: int, name: str, steps: int, wall: float, before: dict) -> None:
-        """One stage's wall time split into measuring checkpoints, the co-trained probe, and the
-        rest (training: forward, backward, optimiser, mitigations, checkpoint files)."""
-        measure = self.timings["measure_s"] - before["measure_s"]
-        cotrain = self.timings["cotrain_s"] - before["cotrain_s"]
-        self.stages.append({"stage_index": index, "stage": name, "steps": steps, "wall_s": wall,
-                            "measure_s": measure, "cotrain_s": cotrain, "train_s": wall - measure - cotrain,
+        """One stage's wall time split into measuring checkpoints, the co-trained probe, writing
+        checkpoints (weights, internals, metric rows and resume state, each with its hash),
+        generating the stage's data, and the rest: training (forward, backward, optimiser,
+        mitigations and their set-up)."""
+        part = {k: self.timings[k] - before[k] for k in ("measure_s", "cotrain_s", "save_s", "data_s")}
+        self.stages.append({"stage_index": index, "stage": name, "steps": steps, "wall_s": wall, **part,
+                            "train_s": wall - sum(part.values()),
                             "checkpoints": self.timings["checkpoints"] - before["checkpoints"]})
 
     def save(self, ev: CheckpointEvent) -> None:
@@ -304,6 +310,7 @@ class _Checkpointer:
                         pos.run_tokens - pos.stage_tokens + ev.tokens, pos.global_step - pos.step + ev.step)
         adapters = (cfg.keeps_weights() == "adapters" and ev.step < stage.steps
                     and any(m.kind == "lora" for m in stage.mitigations))
+        t_save = time.perf_counter()
         path = save_checkpoint(self.run.stage_dir(here.stage_index, stage.name), ev.step, self.model, {
             "stage": stage.name, "stage_index": here.stage_index, "global_step": here.global_step,
             "tokens": here.stage_tokens, "run_tokens": here.run_tokens, "config_hash": cfg.hash(),
@@ -318,7 +325,8 @@ class _Checkpointer:
             anchors.append("reference")
         t0 = time.perf_counter()
         rows = self.suite(self.model, here.checkpoint, tuple(anchors))
-        self.timings["measure_s"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.timings["measure_s"] += t1 - t0
         save_tensors(artifact_path(path), self.suite.artifacts(), {"checkpoint": path.name})
         self.timings["checkpoints"] += 1
         if ev.step > 0:
@@ -340,6 +348,7 @@ class _Checkpointer:
                        {"metrics": metrics})
         self.pos = here
         _drop_weights(self.run.stage_dir(here.stage_index, stage.name), self.cfg, here.stage_index, path)
+        self.timings["save_s"] += (t0 - t_save) + (time.perf_counter() - t1)
         self.reporter.checkpoint(stage.name, ev.step, rows)
 
 

@@ -199,6 +199,7 @@ def write_timings(root: Path, exp: Experiment, extra: dict) -> None:
         path = run_dir(root, arm, seed).root / "timings.json"
         t = read_json(path, DataError, "unreadable") if path.exists() else {}
         runs.append({"arm": arm, "seed": seed, "wall_s": t.get("wall_s", 0.0), "device": t.get("device"),
+                     **{k: t[k] for k in ("setup_s", "data_s", "measure_s", "save_s", "cotrain_s") if k in t},
                      "stages": t.get("stages", [])})
     write_json(root / "timings.json", {"runs": runs, **extra})
 
