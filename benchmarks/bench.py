@@ -84,23 +84,78 @@ def rows(n_rows: int) -> PackedLM:
     return PackedLM(docs, SEQ, TOK.bos_id, TOK.eos_id, seed=0)
 
 
-def flops_per_token(model: torch.nn.Module) -> float:
+def flops_per_token(model: torch.nn.Module, cfg: ModelConfig = MODEL, seq: int = SEQ) -> float:
     """6 × matmul parameters (forward + backward) + causal attention scores and values."""
     n = sum(p.numel() for name, p in model.named_parameters() if p.ndim == 2 and "embed" not in name)
-    return 6 * n + 6 * MODEL.n_layers * SEQ * MODEL.d_model  # attention: 2·T·d fwd ×3, halved by causality ×2
+    return 6 * n + 6 * cfg.n_layers * seq * cfg.d_model  # attention: 2·T·d fwd ×3, halved by causality ×2
 
 
-def matmul_peak(reps: int = 5) -> float:
-    """Best fp32 matmul rate over large square shapes and the model's own shapes (FLOP/s)."""
+def matmul_peak(reps: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Best matmul rate in ``dtype`` over large square shapes and the model's own shapes (FLOP/s)."""
     best = 0.0
     for m, k, n in ((4096, 4096, 4096), (2048, 2048, 2048), (BATCH * SEQ, MODEL.d_model, MODEL.d_mlp)):
-        a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+        a, b, out = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype), torch.empty(m, n, dtype=dtype)
         torch.mm(a, b, out=out)
         for _ in range(reps):
             t0 = time.perf_counter()
             torch.mm(a, b, out=out)
             best = max(best, 2 * m * k * n / (time.perf_counter() - t0))
     return best
+
+
+# ---------------------------------------------------------------- the default experiment's step
+
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm")
+
+
+def default_step(peaks: dict[str, float], steps: int = 6, top: int = 8) -> None:
+    """The default experiment's pre-training step (its model, batch and sequence length, from the
+    reversion preset) in fp32 and bf16 autocast: ms per step, FLOP/s and their share of each peak
+    (bf16's only where the CPU computes bf16 natively), then a profile of one fp32 step: the ops
+    other than matmuls that cost the most (self CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from driftlab.config import CheckpointSchedule, load_config
+    from driftlab.tensors import native_bf16
+
+    cfg = load_config("reversion")
+    stage = cfg.stages[0].model_copy(update={"steps": steps + 2, "checkpoints": CheckpointSchedule(log=0, linear=0)})
+    docs = [TOK.ids(d.words) for d in pretrain_documents(cfg.world, WorldData(n_docs=400), 0)]
+    data = PackedLM(docs, stage.seq_len, TOK.bos_id, TOK.eos_id, seed=0)
+    fresh = lambda: build_tiny_llama(cfg.model, len(TOK), TOK.pad_id, TOK.bos_id, TOK.eos_id, seed=0)  # noqa: E731
+    fpt = flops_per_token(fresh(), cfg.model, stage.seq_len)
+    tokens = stage.batch_size * stage.seq_len
+    native = native_bf16(torch.device("cpu"))
+    print(f"\ndefault experiment's pre-training step ({sum(p.numel() for p in fresh().parameters()) / 1e6:.2f}M "
+          f"parameters, batch {stage.batch_size}×{stage.seq_len}, {fpt / 1e6:.2f} MFLOP per token):")
+    for precision in ("fp32", "bf16"):
+        model = fresh()
+        stamps = [time.perf_counter()]
+        with CpuWatch() as w:
+            train_stage(model, stage, data, make_optimizer(model, stage), lambda ev: None, precision=precision,
+                        on_step=lambda s, loss, stamps=stamps: stamps.append(time.perf_counter()))
+        step = statistics.median([b - a for a, b in zip(stamps, stamps[1:])][2:])
+        rate = tokens * fpt / step
+        shares = f"{100 * rate / peaks['fp32']:.0f}% of the fp32 peak"
+        if native:
+            shares += f", {100 * rate / peaks['bf16']:.0f}% of the bf16 peak"
+        note = "" if precision == "fp32" or native else " (bf16 emulated on this CPU: not a default)"
+        print(f"  {precision}: {1000 * step:.0f} ms per step, {tokens / step:.0f} tokens/s, {rate / 1e9:.0f} GFLOP/s "
+              f"= {shares}{note}{w.flag}")
+    model = fresh()
+    warm = stage.model_copy(update={"steps": 2})
+    train_stage(model, warm, data, make_optimizer(model, warm), lambda ev: None)
+    one = stage.model_copy(update={"steps": 3})
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_stage(model, one, data, make_optimizer(model, one), lambda ev: None, start=None)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMULS or "mkldnn" in e.key)
+    others = sorted((e for e in events if e.key not in MATMULS and "mkldnn" not in e.key),
+                    key=lambda e: -e.self_cpu_time_total)[:top]
+    print(f"  profile of 3 fp32 steps: matmuls {100 * matmul / total:.0f}% of self CPU time; the costliest others:")
+    for e in others:
+        print(f"    {e.key[:60]:<62}{100 * e.self_cpu_time_total / total:>5.1f}%  ({e.count} calls)")
 
 
 # ---------------------------------------------------------------- the loops
@@ -496,7 +551,9 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     with CpuWatch() as w:
         peak = matmul_peak()
-    print(f"fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s{w.flag}")
+        bf16_peak = matmul_peak(dtype=torch.bfloat16)
+    print(f"matmul peak: fp32 {peak / 1e9:.0f} GFLOP/s, bf16 {bf16_peak / 1e9:.0f} GFLOP/s{w.flag}")
+    default_step({"fp32": peak, "bf16": bf16_peak}, args.steps)
     results: dict[str, list[float]] = {n: [] for n in names}
     flags: dict[str, list[str]] = {n: [] for n in names}
     for rep in range(args.reps):  # interleaved: every loop once per repetition
