@@ -311,30 +311,46 @@ def default_run_timing(out: Path | None = None) -> dict:
 
 
 def print_breakdown(t: dict) -> None:
-    """Where the default experiment's time went: per stage (summed over arms and seeds) and per run."""
+    """Where the default experiment's time went: per seed by kind of work, per stage (summed over
+    arms and seeds) and per run."""
+    parts = ("train_s", "measure_s", "save_s", "data_s", "cotrain_s")
     by_stage: dict[str, dict[str, float]] = {}
+    kinds = {"pre-training": 0.0, "later stages": 0.0, "measurement": 0.0, "saving and hashing": 0.0,
+             "data generation": 0.0, "model and item set-up": 0.0}
     for run in t["runs"]:
+        kinds["model and item set-up"] += run.get("setup_s", 0.0)
         for st in run["stages"]:
-            row = by_stage.setdefault(st["stage"], {"runs": 0, "steps": 0, "train_s": 0.0, "measure_s": 0.0,
-                                                    "cotrain_s": 0.0, "checkpoints": 0})
+            row = by_stage.setdefault(st["stage"], {"runs": 0, "steps": 0, "checkpoints": 0, **dict.fromkeys(parts, 0.0)})
             row["runs"] += 1
-            for k in ("steps", "train_s", "measure_s", "cotrain_s", "checkpoints"):
-                row[k] += st[k]
+            for k in ("steps", "checkpoints", *parts):
+                row[k] += st.get(k, 0.0)
+            kinds["pre-training" if st["stage_index"] == 0 else "later stages"] += st["train_s"] + st.get("cotrain_s", 0.0)
+            kinds["measurement"] += st["measure_s"]
+            kinds["saving and hashing"] += st.get("save_s", 0.0)
+            kinds["data generation"] += st.get("data_s", 0.0)
     total = t["wall_s"]
-    print(f"\n{'stage (all arms, seeds)':<24}{'runs':>5}{'steps':>7}{'train s':>9}{'measure s':>10}{'cotrain s':>10}"
-          f"{'ckpts':>6}{'% wall':>8}")
-    for name, row in by_stage.items():
-        share = 100 * (row["train_s"] + row["measure_s"] + row["cotrain_s"]) / total
-        print(f"{name:<24}{row['runs']:>5}{row['steps']:>7}{row['train_s']:>9.0f}{row['measure_s']:>10.0f}"
-              f"{row['cotrain_s']:>10.0f}{row['checkpoints']:>6}{share:>7.0f}%")
     rest = {k: t.get(k, 0.0) for k in ("combine_s", "verdict_s", "report_s")}
+    kinds["combine, verdict, report"] = sum(rest.values())
+    if t.get("command_s"):
+        kinds["process start, config, other"] = max(t["command_s"] - total, 0.0)
+    whole = t.get("command_s") or total
+    seeds = len({r["seed"] for r in t["runs"]}) or 1
+    print(f"\nper seed ({seeds} seeds, {len(t['runs'])} runs; wall {whole / seeds:.0f} s a seed)")
+    for name, v in kinds.items():
+        print(f"  {name:<30}{v / seeds:>8.0f} s {100 * v / whole:>5.1f}%")
+    print(f"\n{'stage (all arms, seeds)':<24}{'runs':>5}{'steps':>7}{'train s':>9}{'measure s':>10}{'save s':>8}"
+          f"{'data s':>8}{'cotrain s':>10}{'ckpts':>6}{'% wall':>8}")
+    for name, row in by_stage.items():
+        share = 100 * sum(row[k] for k in parts) / total
+        print(f"{name:<24}{row['runs']:>5}{row['steps']:>7}{row['train_s']:>9.0f}{row['measure_s']:>10.0f}"
+              f"{row['save_s']:>8.1f}{row['data_s']:>8.1f}{row['cotrain_s']:>10.0f}{row['checkpoints']:>6}{share:>7.0f}%")
     print("then " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in rest.items()) + f"; experiment wall {total:.0f} s"
           + (f", command {t['command_s']:.0f} s (with start-up)" if t.get("command_s") else ""))
     print(f"\n{'run':<32}{'wall s':>8}   stages trained here (train + measure s)")
     for run in t["runs"]:
-        parts = ", ".join(f"{st['stage']} {st['train_s']:.0f}+{st['measure_s'] + st['cotrain_s']:.0f}"
-                          for st in run["stages"]) or "all from the prefix cache"
-        print(f"{run['arm'] + ' seed ' + str(run['seed']):<32}{run['wall_s']:>8.0f}   {parts}")
+        stages = ", ".join(f"{st['stage']} {st['train_s']:.0f}+{st['measure_s'] + st['cotrain_s']:.0f}"
+                           for st in run["stages"]) or "all from the prefix cache"
+        print(f"{run['arm'] + ' seed ' + str(run['seed']):<32}{run['wall_s']:>8.0f}   {stages}")
 
 
 def internals_cost(run_dir: Path, reps: int = 5) -> dict:
