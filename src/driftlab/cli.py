@@ -127,7 +127,8 @@ def run(
     quick: Annotated[bool, typer.Option("--quick", help="the same experiment at a size that runs in minutes")] = False,
     set_: SetOpt = None,
     resume: Annotated[Path | None, typer.Option(help="continue a killed experiment or run")] = None,
-    cache: Annotated[bool, typer.Option(help="reuse (and keep) checkpoints of shared stage prefixes")] = True,
+    cache: Annotated[bool, typer.Option(help="reuse (and keep) checkpoints of shared stage prefixes across "
+                                             "experiments (--no-cache: only this experiment's arms share them)")] = True,
     report: Annotated[bool, typer.Option(help="write report.html at the end")] = True,
     arms: Annotated[str | None, typer.Option(help="only these arms, comma-separated (no verdict: a claim needs "
                                                   "every arm it compares)")] = None,
@@ -136,7 +137,7 @@ def run(
 ) -> None:
     """Run an experiment: every arm x seed with checkpoints and measurements, then the verdict."""
     from driftlab.experiments import execute, load_run_config
-    from driftlab.experiments.prefix import PrefixCache, default_cache
+    from driftlab.experiments.prefix import PrefixCache, default_cache, private_cache
     from driftlab.experiments.spec import (
         check_measurable,
         is_experiment_dir,
@@ -195,8 +196,10 @@ def run(
     with Progress(*columns, console=console, transient=False) as progress:
         warn = lambda line: progress.console.print(f"[yellow]warning:[/] {line}", highlight=False,  # noqa: E731
                                                    soft_wrap=True)
-        verdict = run_experiment(root, exp, ExperimentEvents(progress),
-                                 PrefixCache(default_cache(), warn) if cache else None)
+        # --no-cache: the arms still share their first stages, through a cache of this experiment's own
+        prefixes = PrefixCache(default_cache(), warn) if cache else private_cache(root, warn)
+        verdict = run_experiment(root, exp, ExperimentEvents(progress), prefixes)
+    private_cache(root).clear()  # done with (a --no-cache experiment resumed with the cache on had one too)
     _print_experiment(root, exp, verdict)
     if report:
         from driftlab.report import write_report

@@ -284,3 +284,29 @@ def test_seeds_auto_runs_looks_until_the_verdict_stops_and_a_null_treatment_is_n
     assert "seeds for 80%" in plan.stdout and "capability_gained" in plan.stdout
     bad = run_cli("run", str(path), "--seeds", "many", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "--seeds many" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_no_cache_arms_still_share_their_prefix_and_keep_nothing(tmp_path):
+    """``--no-cache``: the shared cache is neither read nor written, but the experiment's own arms
+    train their common pre-training and alignment once (a cache of its own, removed at the end);
+    the metrics are those of the run through the shared cache (on 2cc0429 each arm trained them)."""
+    import os
+    import subprocess
+    import sys
+
+    path = write(tmp_path, experiment_dict())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DRIFTLAB_PREFIX_CACHE": str(tmp_path / "shared")}
+    out = tmp_path / "nocache"
+    proc = subprocess.run([sys.executable, "-m", "driftlab.cli", "run", str(path), "--out", str(out), "--no-cache",
+                           "--no-report", "--arms", "capability,more_alignment"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hit = yaml.safe_load((out / "more_alignment" / "seed-0" / "prefix.json").read_text())
+    assert hit["stages"] == ["pretrain", "align"] and hit["source"].endswith("capability/seed-0")
+    assert not (out / ".prefixes").exists() and not (tmp_path / "shared").exists()
+    cached = tmp_path / "cached"
+    proc = subprocess.run([sys.executable, "-m", "driftlab.cli", "run", str(path), "--out", str(cached),
+                           "--no-report", "--arms", "capability,more_alignment"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "shared").exists() and rows(out) == rows(cached)

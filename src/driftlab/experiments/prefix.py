@@ -49,6 +49,16 @@ def default_cache() -> Path:
     return Path(os.environ.get("DRIFTLAB_CACHE", Path.home() / ".cache" / "driftlab")) / "prefixes"
 
 
+PRIVATE = ".prefixes"
+
+
+def private_cache(root: Path, warn: Callable[[str], None] | None = None) -> PrefixCache:
+    """A prefix cache of one experiment's own (``<root>/.prefixes``), for ``--no-cache``: its arms
+    still train a shared prefix once, but nothing is read from or kept in the shared cache. A
+    killed experiment keeps it for its resume; ``clear()`` removes it once the experiment is done."""
+    return PrefixCache(Path(root) / PRIVATE, warn)
+
+
 @dataclass
 class PrefixHit:
     key: str
