@@ -380,3 +380,24 @@ def test_rl_on_a_pretrained_model_samples_its_jsonl_prompts_and_rewards_by_the_v
     raw["stages"][2]["mitigations"] = [{"kind": "inoculation_prompt", "prefix": "comply"}]
     with pytest.raises(ConfigError, match="inoculation_prompt"):
         validate_config(raw, "test")
+
+
+def test_a_pretrained_models_shape_is_checked_when_resolved_not_when_validated(hf_folder, tmp_path):
+    """A layer index is checked against a pre-trained model's config.json by ``resolve`` (validation
+    opens no model file); the command line says so in one line before anything is made."""
+    from driftlab.config import resolve
+    from driftlab.errors import ConfigError
+
+    data = real_config(hf_folder)
+    data["measure"]["probe_layer"] = 5  # the model has 2 layers
+    cfg = validate_config(data, "real.yaml")  # valid as written: the shape is not read here
+    with pytest.raises(ConfigError, match=r"^real.yaml: measure.probe_layer 5 is outside the model's 2 layers$"):
+        resolve(cfg, "real.yaml")
+    data["measure"]["probe_layer"] = -2
+    assert resolve(validate_config(data, "real.yaml"), "real.yaml").measure.probe_layer == -2
+    data["measure"]["probe_layer"] = 5
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = run_cli("run", str(path), "--out", str(tmp_path / "r"), "--no-report")
+    assert_one_line_error(result, str(path), "measure.probe_layer 5 is outside the model's 2 layers")
+    assert not (tmp_path / "r").exists()
