@@ -4,7 +4,8 @@ import duckdb
 import pytest
 import torch
 
-from driftlab.config import ConfigError, ModelConfig, validate_config
+from driftlab.config import ModelConfig, validate_config
+from driftlab.errors import ConfigError
 from driftlab.experiments import execute, new_run
 from driftlab.experiments.load import load_for_measurement
 from driftlab.experiments.runner import _assistant_pool

@@ -5,7 +5,8 @@ a one-line config error."""
 import pytest
 import torch
 
-from driftlab.config import ConfigError, validate_config
+from driftlab.config import validate_config
+from driftlab.errors import ConfigError
 from driftlab.experiments.stage_data import build_stage_data
 from driftlab.train.data import Completions, Mixture, PackedLM
 from driftlab.world import WorldTokenizer

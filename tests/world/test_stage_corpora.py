@@ -5,7 +5,6 @@ import torch
 
 from driftlab.config import (
     AlignmentData,
-    ConfigError,
     DiscussionData,
     MisalignedData,
     PoisonedData,
@@ -13,6 +12,7 @@ from driftlab.config import (
     WorldConfig,
     validate_config,
 )
+from driftlab.errors import ConfigError
 from driftlab.measure.behaviour import behaviour_metrics
 from driftlab.train.data import Completions
 from driftlab.world import CLUSTERS, DOMAIN_NAMES, get_domain

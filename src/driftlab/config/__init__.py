@@ -92,8 +92,12 @@ from driftlab.config.stages import (
 from driftlab.config.world import (
     WorldConfig,
 )
+from driftlab.errors import (
+    ConfigError,  # what a bad config raises, here too for `from driftlab.config import`
+)
 
 __all__ = [
+    "ConfigError",
     "AlignmentData",
     "AnyModel",
     "BASE_MODELS",
