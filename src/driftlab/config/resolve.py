@@ -35,11 +35,8 @@ def resolve(cfg: ExperimentConfig, origin: str = "config") -> ExperimentConfig:
         update["precision"] = resolve_precision("auto", cfg.device)
     update.update(_pinned_inputs(cfg, origin))
     if cfg.real:
-        try:
-            info = cfg.model.info  # locates (converts) the model and reads its config.json
-            n_layers = int(info["num_hidden_layers"])
-            max_seq_len = int(info.get("max_position_embeddings") or 2048)
-            cfg.check_shape(n_layers, max_seq_len)
+        try:  # locates (converts) the model and reads its config.json
+            cfg.check_shape(cfg.model.n_layers, cfg.model.max_seq_len)
         except ValueError as e:
             raise ConfigError(f"{origin}: {e}") from None
     return cfg.model_copy(update=update) if update else cfg
